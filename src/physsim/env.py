@@ -1,0 +1,164 @@
+"""The notebook API: make a scene family, sample a batch of worlds, roll them out.
+
+    import jax, physsim.env
+    env = physsim.env.make("ramp")
+    state = env.reset(jax.random.key(0), batch_size=64, friction=0.3)
+    traj = env.rollout(state, seconds=2.0)
+    traj.frames.pos        # (64, 51, N, 3) object positions per frame
+    traj.params["angle"]   # (64,) the sampled slope angles
+
+Every call is a pure function of its inputs; the same key gives the same worlds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import numpy as np
+from flax import struct
+
+from physsim import scenarios
+from physsim.sim import params as params_lib
+from physsim.sim import simulate
+from physsim.sim.randomize import WorldParams
+from physsim.sim.scene import SceneLayout, put_model, scene_index
+
+
+def list() -> builtins.list[str]:  # noqa: A001 - the documented name
+    """Names of the registered scene families."""
+    return scenarios.names()
+
+
+@struct.dataclass
+class EnvState:
+    """A batch of sampled worlds before simulation."""
+
+    key: jax.Array
+    params: dict[str, jax.Array]  # each (B,) or (B, N)
+
+    @property
+    def batch_size(self) -> int:
+        return int(next(iter(self.params.values())).shape[0])
+
+
+@struct.dataclass
+class Trajectory:
+    """A simulated batch: sampled parameters, the physics they map to, recorded frames."""
+
+    params: dict[str, jax.Array]  # each (B,) or (B, N)
+    world: WorldParams  # leading (B,)
+    frames: simulate.Frames  # (B, T, ...)
+
+    @property
+    def time(self) -> jax.Array:
+        """(T,) frame times in seconds (the same for every world)."""
+        return self.frames.time[0]
+
+
+@functools.partial(jax.jit, static_argnames=("scenario_name", "layout", "n_frames", "impl"))
+def _simulate(params, *, scenario_name: str, layout: SceneLayout, n_frames: int, impl: str):
+    scenario = scenarios.get(scenario_name)
+    world = jax.vmap(lambda p: scenario.world(p, layout))(params)
+    frames = simulate.rollout(world, layout=layout, n_frames=n_frames, impl=impl)
+    return world, frames
+
+
+class InvalidWorldError(ValueError):
+    """Raised when simulated worlds exploded (non-finite state or absurd speed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Env:
+    """One scene family with fixed layout, split and MJX implementation."""
+
+    name: str
+    layout: SceneLayout
+    split: str = "train"
+    impl: str = "jax"
+
+    @property
+    def scenario(self) -> type[scenarios.Scenario]:
+        return scenarios.get(self.name)
+
+    @property
+    def param_specs(self) -> tuple[params_lib.Param, ...]:
+        return self.scenario.params
+
+    @property
+    def object_names(self) -> builtins.list[str]:
+        return [o.name for o in self.layout.objects]
+
+    @property
+    def pair_names(self) -> builtins.list[str]:
+        """Readable names of the contact-event pairs, e.g. 'environment/ball'."""
+        entities = ["environment"] + self.object_names
+        return [f"{entities[a]}/{entities[b]}" for a, b in scene_index(self.layout).pair_entities]
+
+    def reset(self, key: jax.Array, batch_size: int = 1, **overrides: Any) -> EnvState:
+        """Samples `batch_size` worlds; keyword overrides fix parameters (checked against their valid range)."""
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        sample_key, state_key = jax.random.split(key)
+        sampled = self.scenario.sample(sample_key, int(batch_size), self.split)
+        sampled = params_lib.apply_overrides(self.scenario.params, sampled, overrides, self.name)
+        return EnvState(key=state_key, params=sampled)
+
+    def rollout(self, state: EnvState, seconds: float | None = None, *, check: bool = True) -> Trajectory:
+        """Simulates every world of `state` for `seconds` (default: the family's own).
+
+        With `check`, worlds whose simulation exploded raise `InvalidWorldError`
+        naming the world and its parameters; pass `check=False` to get the
+        trajectory anyway and inspect `traj.frames.valid`.
+        """
+        seconds = self.scenario.default_seconds if seconds is None else seconds
+        n_frames = simulate.n_frames_for(self.layout, seconds)
+        world, frames = _simulate(
+            state.params, scenario_name=self.name, layout=self.layout, n_frames=n_frames, impl=self.impl
+        )
+        traj = Trajectory(params=state.params, world=world, frames=frames)
+        if check:
+            self._raise_if_invalid(traj)
+        return traj
+
+    def _raise_if_invalid(self, traj: Trajectory) -> None:
+        valid = np.asarray(traj.frames.valid).all(axis=1)
+        if valid.all():
+            return
+        bad = np.flatnonzero(~valid)
+        first = int(bad[0])
+        described = ", ".join(f"{k}={np.asarray(v)[first].tolist()}" for k, v in traj.params.items())
+        raise InvalidWorldError(
+            f"{len(bad)} of {len(valid)} '{self.name}' worlds exploded (non-finite state or speed above "
+            f"{simulate.MAX_SPEED:g} m/s); first is world {first}: {described}"
+        )
+
+
+def make(
+    name: str,
+    *,
+    split: str = "train",
+    impl: str = "jax",
+    timestep: float | None = None,
+    fps: float | None = None,
+) -> Env:
+    """The environment of scene family `name` (see `list()`).
+
+    `split='ood'` samples from the out-of-distribution ranges; `impl` picks the
+    MJX implementation ('jax', or 'warp' when installed); `timestep` and `fps`
+    override the family's physics step and frame rate.
+    """
+    scenario = scenarios.get(name)
+    params_lib.check_split(split)
+    layout = scenario.layout()
+    changes = {k: v for k, v in (("timestep", timestep), ("fps", fps)) if v is not None}
+    if changes:
+        layout = layout.replace(**changes)
+    put_model(layout, impl)  # fails early on an unknown impl or unsupported geoms
+    return Env(name=name, layout=layout, split=split, impl=impl)
+
+
+__all__ = ["Env", "EnvState", "InvalidWorldError", "Trajectory", "list", "make"]

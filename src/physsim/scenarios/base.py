@@ -1,0 +1,109 @@
+"""The `Scenario` interface and the registry of scene families.
+
+A scenario declares its randomised parameters (`params`, with in-distribution
+and out-of-distribution ranges), its static layout, and a pure, vmappable
+mapping from one world's sampled parameters to `WorldParams`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from physsim.sim import params as params_lib
+from physsim.sim.params import Param
+from physsim.sim.randomize import WorldParams, static_defaults
+from physsim.sim.scene import PARKING_X, SceneLayout
+
+_REGISTRY: dict[str, type["Scenario"]] = {}
+
+
+class Scenario(abc.ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]]
+    default_seconds: ClassVar[float] = 2.0
+
+    @classmethod
+    @abc.abstractmethod
+    def layout(cls) -> SceneLayout:
+        """Static structure: object slots, static geoms, timestep, frame rate."""
+
+    @classmethod
+    @abc.abstractmethod
+    def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        """One world's physics from one world's sampled parameters (no batch axis)."""
+
+    @classmethod
+    def sample(cls, key: jax.Array, batch_size: int, split: str = "train") -> dict[str, jax.Array]:
+        return params_lib.sample_params(cls.params, key, batch_size, cls.layout().n_objects, split)
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        for p in cls.params:
+            if p.name == name:
+                return p
+        raise params_lib.unknown_name_error(f"parameter of scenario {cls.name!r}", name, [p.name for p in cls.params])
+
+
+def register(cls: type[Scenario]) -> type[Scenario]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"scenario {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Scenario]:
+    if name not in _REGISTRY:
+        raise params_lib.unknown_name_error("scenario", name, names())
+    return _REGISTRY[name]
+
+
+# Helpers shared by scene families --------------------------------------------------------
+
+
+def quat_about_y(angle: jax.Array) -> jax.Array:
+    """(4,) quaternion of a rotation by `angle` radians about +y."""
+    return jnp.stack([jnp.cos(angle / 2), jnp.zeros_like(angle), jnp.sin(angle / 2), jnp.zeros_like(angle)])
+
+
+def parked_positions(layout: SceneLayout, half_height: jax.Array) -> jax.Array:
+    """(N, 3) resting places far from the action for every slot (unused slots go here)."""
+    n = layout.n_objects
+    x = PARKING_X + 2.0 * jnp.arange(n, dtype=jnp.float32)
+    return jnp.stack([x, jnp.zeros(n), half_height], axis=-1)
+
+
+def default_world(layout: SceneLayout, *, gravity: jax.Array, mass, size, friction, restitution) -> WorldParams:
+    """A world with every object parked at rest; scenarios then place the active ones."""
+    n = layout.n_objects
+    static_pos, static_quat = static_defaults(layout)
+    size = jnp.asarray(size, jnp.float32)
+    return WorldParams(
+        gravity=jnp.stack([jnp.zeros_like(gravity), jnp.zeros_like(gravity), -gravity]).astype(jnp.float32),
+        mass=jnp.asarray(mass, jnp.float32),
+        size=size,
+        friction=jnp.asarray(friction, jnp.float32),
+        restitution=jnp.asarray(restitution, jnp.float32),
+        pos=parked_positions(layout, size[:, 2]),
+        quat=jnp.tile(jnp.array([1.0, 0.0, 0.0, 0.0], jnp.float32), (n, 1)),
+        linvel=jnp.zeros((n, 3), jnp.float32),
+        angvel=jnp.zeros((n, 3), jnp.float32),
+        static_pos=jnp.asarray(static_pos),
+        static_quat=jnp.asarray(static_quat),
+    )
+
+
+def cube_sizes(layout: SceneLayout, half_extent: jax.Array) -> jax.Array:
+    """(N, 3) MuJoCo sizes for sphere / cube / round-ellipsoid slots from one radius each."""
+    for o in layout.objects:
+        if o.shape not in ("sphere", "box", "ellipsoid"):
+            raise ValueError(f"cube_sizes: slot {o.name!r} has shape {o.shape!r}; give its sizes explicitly")
+    return jnp.repeat(jnp.asarray(half_extent, jnp.float32)[:, None], 3, axis=1)

@@ -1,0 +1,69 @@
+"""Two balls roll towards each other on the floor and may collide.
+
+Slot 0 (red) starts on the left moving right; slot 1 (blue) starts on the
+right, at rest or moving left. Both start rolling without slipping, so the
+only thing that changes their motion before impact is rolling contact.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from physsim.scenarios.base import Scenario, cube_sizes, default_world, register
+from physsim.sim.contact import RESTITUTION_RANGE
+from physsim.sim.params import NON_NEGATIVE, POSITIVE, Interval, Param
+from physsim.sim.randomize import WorldParams
+from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
+
+PARAMS = (
+    Param("speed", "m/s", "initial speed of each ball towards the other", train=(0.0, 2.5),
+          ood=((3.0, 4.0),), valid=Interval(0.0, 10.0), per_object=True),
+    Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.5, 2.0),
+          ood=((2.5, 3.0),), valid=Interval(0.0, 5.0)),
+    Param("mass", "kg", "mass of each ball", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE,
+          log=True, per_object=True),
+    Param("radius", "m", "radius of each ball", train=(0.05, 0.12), ood=((0.15, 0.2),),
+          valid=Interval(0.01, 0.3), per_object=True),
+    Param("friction", "", "sliding friction of each ball", train=(0.2, 0.8), ood=((1.0, 1.5),),
+          valid=NON_NEGATIVE, per_object=True),
+    Param("restitution", "", "bounciness of each ball", train=(0.3, 0.9), valid=Interval(*RESTITUTION_RANGE),
+          per_object=True),
+    Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
+          valid=Interval(0.0, 30.0, lo_open=True)),
+)
+
+
+@register
+class Collision(Scenario):
+    name = "collision"
+    description = "two balls rolling towards each other on a floor"
+    params = PARAMS
+    default_seconds = 2.0
+
+    @classmethod
+    def layout(cls) -> SceneLayout:
+        return SceneLayout(
+            objects=(
+                ObjectSlot("red_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.85, 0.2, 0.2, 1.0)),
+                ObjectSlot("blue_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.2, 0.4, 0.85, 1.0)),
+            ),
+            statics=(StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0)),),
+            timestep=0.002,
+            fps=25.0,
+        )
+
+    @classmethod
+    def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        r = p["radius"]
+        w = default_world(layout, gravity=p["gravity"], mass=p["mass"], size=cube_sizes(layout, r),
+                          friction=p["friction"], restitution=p["restitution"])
+        # Centre the pair on x = 0 with the requested surface gap between them.
+        half_span = 0.5 * (p["gap"] + r[0] + r[1])
+        x = jnp.stack([-half_span, half_span])
+        pos = jnp.stack([x, jnp.zeros(2), r], axis=-1)
+        vx = jnp.stack([p["speed"][0], -p["speed"][1]])
+        linvel = jnp.stack([vx, jnp.zeros(2), jnp.zeros(2)], axis=-1)
+        # Rolling without slipping along x: angular velocity about +y is v / r.
+        angvel = jnp.stack([jnp.zeros(2), vx / r, jnp.zeros(2)], axis=-1)
+        return w.replace(pos=pos, linvel=linvel, angvel=angvel)

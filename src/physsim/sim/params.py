@@ -1,0 +1,169 @@
+"""Declared scene parameters: their ranges, validation of user overrides, sampling.
+
+Every randomised quantity of a scene family is declared once as a `Param`, with
+- `train`: the in-distribution sampling range,
+- `ood`: out-of-distribution ranges (disjoint from `train`) for held-out tests,
+- `valid`: the physically meaningful range; user overrides outside it are errors.
+
+Sampling is a pure function of a PRNG key; shapes are static: a world-level
+parameter is `(B,)`, a per-object parameter `(B, N)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SPLITS = ("train", "ood")
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """A closed or half-open interval [lo, hi] used for validity checks."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        above = x > self.lo if self.lo_open else x >= self.lo
+        below = x < self.hi if self.hi_open else x <= self.hi
+        return above & below
+
+    def __str__(self) -> str:
+        left = "(" if self.lo_open else "["
+        right = ")" if self.hi_open else "]"
+        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
+
+
+def _fmt(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:g}"
+
+
+POSITIVE = Interval(0.0, math.inf, lo_open=True, hi_open=True)
+NON_NEGATIVE = Interval(0.0, math.inf, hi_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """One randomised quantity of a scene family.
+
+    `choices` marks a discrete parameter (sampled uniformly from the listed
+    values, e.g. a shape index); otherwise the value is continuous, sampled
+    uniformly (log-uniformly when `log`) from `train` or from one of `ood`.
+    """
+
+    name: str
+    unit: str
+    doc: str
+    train: tuple[float, float]
+    valid: Interval
+    ood: tuple[tuple[float, float], ...] = ()
+    per_object: bool = False
+    log: bool = False
+    choices: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        lo, hi = self.train
+        if not (lo <= hi and self.valid.contains(np.array([lo, hi])).all()):
+            raise ValueError(f"{self.name}: train range {self.train} not inside valid {self.valid}")
+        for olo, ohi in self.ood:
+            if not self.valid.contains(np.array([olo, ohi])).all():
+                raise ValueError(f"{self.name}: ood range {(olo, ohi)} not inside valid {self.valid}")
+            if olo < hi and ohi > lo:
+                raise ValueError(f"{self.name}: ood range {(olo, ohi)} overlaps train {self.train}")
+
+    def shape(self, batch_size: int, n_objects: int) -> tuple[int, ...]:
+        return (batch_size, n_objects) if self.per_object else (batch_size,)
+
+    def sample(self, key: jax.Array, shape: tuple[int, ...], split: str) -> jax.Array:
+        if self.choices:
+            return jax.random.choice(key, jnp.asarray(self.choices, jnp.int32), shape)
+        ranges = self.ood if (split == "ood" and self.ood) else (self.train,)
+        k_range, k_value = jax.random.split(key)
+        bounds = jnp.asarray(ranges, jnp.float32)
+        which = jax.random.randint(k_range, shape, 0, len(ranges))
+        lo, hi = bounds[which, 0], bounds[which, 1]
+        u = jax.random.uniform(k_value, shape, jnp.float32)
+        if self.log:
+            return jnp.exp(jnp.log(lo) + u * (jnp.log(hi) - jnp.log(lo)))
+        return lo + u * (hi - lo)
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+
+
+def unknown_name_error(kind: str, name: str, known: Sequence[str]) -> ValueError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(sorted(known))}")
+
+
+def sample_params(
+    params: Sequence[Param], key: jax.Array, batch_size: int, n_objects: int, split: str
+) -> dict[str, jax.Array]:
+    """Samples every declared parameter, each from its own folded key."""
+    check_split(split)
+    return {
+        p.name: p.sample(jax.random.fold_in(key, i), p.shape(batch_size, n_objects), split)
+        for i, p in enumerate(params)
+    }
+
+
+def apply_overrides(
+    params: Sequence[Param],
+    sampled: dict[str, jax.Array],
+    overrides: Mapping[str, object],
+    scenario: str,
+) -> dict[str, jax.Array]:
+    """Replaces sampled values by user-given ones after checking name, shape and range.
+
+    A value may be a scalar (same for every world and object), a `(B,)` array
+    (one per world; broadcast over objects) or, for per-object parameters, a
+    `(B, N)` or `(N,)` array.
+    """
+    by_name = {p.name: p for p in params}
+    out = dict(sampled)
+    for name, value in overrides.items():
+        if name not in by_name:
+            raise unknown_name_error(f"parameter of scenario {scenario!r}", name, list(by_name))
+        p = by_name[name]
+        target = sampled[name].shape
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{scenario}.{name}: expected a number or array, got {value!r}") from err
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{scenario}.{name}={value!r} is not finite")
+        bad = ~p.valid.contains(arr)
+        if bad.any():
+            raise ValueError(
+                f"{scenario}.{name}={arr[bad].flat[0]:g} {p.unit} is outside the allowed range "
+                f"{p.valid} {p.unit}".rstrip()
+            )
+        if p.choices and not np.isin(arr, p.choices).all():
+            raise ValueError(f"{scenario}.{name}={value!r} must be one of {p.choices}")
+        if p.per_object and arr.ndim == 1 and arr.shape[0] == target[1] != target[0]:
+            arr = arr[None, :]
+        elif p.per_object and arr.ndim == 1:
+            arr = arr[:, None]
+        try:
+            arr = np.broadcast_to(arr, target)
+        except ValueError as err:
+            raise ValueError(
+                f"{scenario}.{name}: value of shape {np.shape(value)} does not fit the "
+                f"parameter's shape {target} (batch, objects)"
+            ) from err
+        out[name] = jnp.asarray(arr, dtype=sampled[name].dtype)
+    return out
