@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from physsim.scenarios.base import Scenario, cube_sizes, default_world, register
 from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import NON_NEGATIVE, POSITIVE, Interval, Param
+from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
 
@@ -26,7 +26,7 @@ PARAMS = (
     Param("radius", "m", "radius of each ball", train=(0.05, 0.12), ood=((0.15, 0.2),),
           valid=Interval(0.01, 0.3), per_object=True),
     Param("friction", "", "sliding friction of each ball", train=(0.2, 0.8), ood=((1.0, 1.5),),
-          valid=NON_NEGATIVE, per_object=True),
+          valid=FRICTION, per_object=True),
     Param("restitution", "", "bounciness of each ball", train=(0.3, 0.9), valid=Interval(*RESTITUTION_RANGE),
           per_object=True),
     Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),

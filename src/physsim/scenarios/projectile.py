@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from physsim.scenarios.base import Scenario, cube_sizes, default_world, register
 from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import NON_NEGATIVE, POSITIVE, Interval, Param
+from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
 
@@ -17,7 +17,7 @@ PARAMS = (
           valid=Interval(0.0, 90.0)),
     Param("mass", "kg", "mass of the ball", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True),
     Param("radius", "m", "radius of the ball", train=(0.04, 0.1), ood=((0.13, 0.18),), valid=Interval(0.01, 0.3)),
-    Param("friction", "", "sliding friction of the ball", train=(0.3, 0.8), valid=NON_NEGATIVE),
+    Param("friction", "", "sliding friction of the ball", train=(0.3, 0.8), valid=FRICTION),
     Param("restitution", "", "bounciness on landing", train=(0.2, 0.7), valid=Interval(*RESTITUTION_RANGE)),
     Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
           valid=Interval(0.0, 30.0, lo_open=True)),

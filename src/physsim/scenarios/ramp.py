@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from physsim.scenarios.base import Scenario, cube_sizes, default_world, quat_about_y, register
 from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import NON_NEGATIVE, POSITIVE, Interval, Param
+from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
 
@@ -23,7 +23,7 @@ PARAMS = (
     Param("angle", "deg", "slope angle above horizontal", train=(10.0, 40.0), ood=((45.0, 55.0),),
           valid=Interval(0.0, 80.0)),
     Param("friction", "", "sliding friction of the object on the slope and floor", train=(0.05, 0.9),
-          ood=((0.0, 0.03), (1.0, 1.5)), valid=NON_NEGATIVE),
+          ood=((0.01, 0.03), (1.0, 1.5)), valid=FRICTION),
     Param("mass", "kg", "mass of the object", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True),
     Param("size", "m", "sphere radius or cube half-edge", train=(0.05, 0.1), ood=((0.13, 0.18),),
           valid=Interval(0.01, 0.3)),

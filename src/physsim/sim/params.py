@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physsim.sim.contact import MIN_FRICTION
+
 SPLITS = ("train", "ood")
 
 
@@ -50,7 +52,9 @@ def _fmt(x: float) -> str:
 
 
 POSITIVE = Interval(0.0, math.inf, lo_open=True, hi_open=True)
-NON_NEGATIVE = Interval(0.0, math.inf, hi_open=True)
+
+# Sliding friction coefficients the contact model simulates stably.
+FRICTION = Interval(MIN_FRICTION, math.inf, hi_open=True)
 
 
 @dataclasses.dataclass(frozen=True)

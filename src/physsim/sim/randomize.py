@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from flax import struct
 from mujoco import mjx
@@ -77,43 +78,67 @@ def bounding_radius(shape: str, size: jax.Array) -> jax.Array:
     raise ValueError(f"no bounding radius for shape {shape!r}")
 
 
-def apply_world(model: mjx.Model, layout: SceneLayout, index: SceneIndex, world: WorldParams) -> mjx.Model:
-    """Returns `model` with one world's physical parameters written in."""
+def world_fields(layout: SceneLayout, index: SceneIndex, world: WorldParams) -> dict[str, tuple]:
+    """The model fields one world changes: {field path: (index into it, new values)}.
+
+    Shared by the MJX path (`apply_world`) and the MuJoCo C path
+    (`apply_world_mj`), so both simulate exactly the same world.
+    """
     shapes = [o.shape for o in layout.objects]
-    inertias = jnp.stack([inertia(s, world.size[i], world.mass[i]) for i, s in enumerate(shapes)]) if shapes else jnp.zeros((0, 3))
-    rbound = jnp.stack([bounding_radius(s, world.size[i]) for i, s in enumerate(shapes)]) if shapes else jnp.zeros((0,))
+    inertias = jnp.stack([inertia(s, world.size[i], world.mass[i]) for i, s in enumerate(shapes)])
+    rbound = jnp.stack([bounding_radius(s, world.size[i]) for i, s in enumerate(shapes)])
     # The constraint solver scales its regularisation by these "inverse weights";
     # MuJoCo computes them at compile time, so they must follow the new masses.
     inv_mass = 1.0 / world.mass
     inv_rot = jnp.mean(1.0 / inertias, axis=-1)
-    body_invweight = jnp.stack([inv_mass, inv_rot], axis=-1)
     dof_invweight = jnp.concatenate([jnp.repeat(inv_mass[:, None], 3, 1), jnp.repeat(inv_rot[:, None], 3, 1)], axis=1)
-    solref = contact.restitution_to_solref(world.restitution, layout.timestep)
     body, geom, static = index.object_body, index.object_geom, index.static_geom
-    return model.tree_replace(
-        {
-            "opt.gravity": world.gravity,
-            "body_mass": model.body_mass.at[body].set(world.mass),
-            "body_inertia": model.body_inertia.at[body].set(inertias),
-            "body_invweight0": model.body_invweight0.at[body].set(body_invweight),
-            "dof_invweight0": model.dof_invweight0.at[index.object_qvel.reshape(-1)].set(dof_invweight.reshape(-1)),
-            "geom_size": model.geom_size.at[geom].set(world.size),
-            "geom_rbound": model.geom_rbound.at[geom].set(rbound),
-            "geom_friction": model.geom_friction.at[geom, 0].set(world.friction),
-            "geom_solref": model.geom_solref.at[geom].set(solref),
-            "geom_pos": model.geom_pos.at[static].set(world.static_pos),
-            "geom_quat": model.geom_quat.at[static].set(world.static_quat),
-        }
-    )
+    return {
+        "opt.gravity": (slice(None), world.gravity),
+        "body_mass": (body, world.mass),
+        "body_inertia": (body, inertias),
+        "body_invweight0": (body, jnp.stack([inv_mass, inv_rot], axis=-1)),
+        "dof_invweight0": (index.object_qvel.reshape(-1), dof_invweight.reshape(-1)),
+        "geom_size": (geom, world.size),
+        "geom_rbound": (geom, rbound),
+        "geom_friction": ((geom, 0), world.friction),
+        "geom_solref": (geom, contact.restitution_to_solref(world.restitution, layout.timestep)),
+        "geom_pos": (static, world.static_pos),
+        "geom_quat": (static, world.static_quat),
+    }
+
+
+def apply_world(model: mjx.Model, layout: SceneLayout, index: SceneIndex, world: WorldParams) -> mjx.Model:
+    """Returns the MJX `model` with one world's physical parameters written in."""
+    updates = {}
+    for path, (where, value) in world_fields(layout, index, world).items():
+        current = model
+        for part in path.split("."):
+            current = getattr(current, part)
+        updates[path] = current.at[where].set(value)
+    return model.tree_replace(updates)
+
+
+def apply_world_mj(model: mujoco.MjModel, layout: SceneLayout, index: SceneIndex, world: WorldParams) -> None:
+    """Writes one world's physical parameters into a MuJoCo C model, in place."""
+    for path, (where, value) in world_fields(layout, index, world).items():
+        current = model
+        for part in path.split("."):
+            current = getattr(current, part)
+        current[where] = np.asarray(value, dtype=np.float64)
+    # MuJoCo 4 C also reads constants derived at compile time from masses and
+    # sizes (dof_M0, dof_length, subtree masses, AABBs); recompute all of them.
+    mujoco.mj_setConst(model, mujoco.MjData(model))
 
 
 def initial_state(model: mjx.Model, index: SceneIndex, world: WorldParams) -> tuple[jax.Array, jax.Array]:
     """qpos (nq,) and qvel (nv,) placing every object slot as `world` says."""
-    qpos = jnp.asarray(model.qpos0, jnp.float32)
-    qvel = jnp.zeros(model.nv, jnp.float32)
+    dtype = jnp.result_type(float)  # float32, or float64 under jax_enable_x64
+    qpos = jnp.asarray(model.qpos0, dtype)
+    qvel = jnp.zeros(model.nv, dtype)
     quat = world.quat / jnp.linalg.norm(world.quat, axis=-1, keepdims=True)
-    qpos = qpos.at[index.object_qpos].set(jnp.concatenate([world.pos, quat], axis=-1))
-    qvel = qvel.at[index.object_qvel].set(jnp.concatenate([world.linvel, world.angvel], axis=-1))
+    qpos = qpos.at[index.object_qpos].set(jnp.concatenate([world.pos, quat], axis=-1).astype(dtype))
+    qvel = qvel.at[index.object_qvel].set(jnp.concatenate([world.linvel, world.angvel], axis=-1).astype(dtype))
     return qpos, qvel
 
 

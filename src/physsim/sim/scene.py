@@ -185,7 +185,11 @@ def build_mj_model(layout: SceneLayout) -> mujoco.MjModel:
             solimp=list(OBJECT_SOLIMP),
             solref=[-stiffness, -0.0],
         )
-    return spec.compile()
+    model = spec.compile()
+    # Static geom poses are randomised per world; MuJoCo C would ignore a new
+    # geom_pos for geoms it compiled as sitting exactly on their body frame.
+    model.geom_sameframe[model.geom_bodyid == 0] = 0
+    return model
 
 
 @functools.lru_cache(maxsize=64)

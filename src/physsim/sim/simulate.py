@@ -9,10 +9,13 @@ come from the simulator rather than from the frames.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from flax import struct
 from mujoco import mjx
@@ -119,16 +122,18 @@ def rollout_world(
     model = randomize.apply_world(put_model(layout, impl), layout, index, world)
     data = mjx.make_data(build_mj_model(layout), impl=impl)
     qpos, qvel = randomize.initial_state(model, index, world)
-    data = data.replace(qpos=qpos, qvel=qvel, time=jnp.zeros((), jnp.float32))
+    # Explicit, non-weak dtypes: a weakly typed `time` makes mjx.step compile twice (MJX #2306).
+    dtype = qpos.dtype
+    data = data.replace(qpos=qpos, qvel=qvel, time=jnp.zeros((), dtype))
     data = mjx.forward(model, data)
     track_contacts = impl == "jax"
     if track_contacts:
         rows, mask = _contact_rows(model, layout)
     n_pairs = index.n_pairs
     no_touch = jnp.zeros(n_pairs, bool)
-    never = jnp.full(n_pairs, jnp.inf, jnp.float32)
-    no_impulse = jnp.zeros(n_pairs, jnp.float32)
-    dt = jnp.float32(layout.timestep)
+    never = jnp.full(n_pairs, jnp.inf, dtype)
+    no_impulse = jnp.zeros(n_pairs, dtype)
+    dt = jnp.asarray(layout.timestep, dtype)
 
     def substep(carry, _):
         d, touch, first_time, impulse = carry
@@ -165,3 +170,34 @@ def n_frames_for(layout: SceneLayout, seconds: float) -> int:
     if abs(frames - round(frames)) > 1e-6:
         raise ValueError(f"seconds={seconds} is not a whole number of frames at {layout.fps:g} fps")
     return int(round(frames)) + 1
+
+
+def rollout_reference(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int) -> np.ndarray:
+    """One world (no batch axis) simulated by MuJoCo C; returns object positions (T, N, 3).
+
+    The reference for MJX: same compiled layout, same per-world fields
+    (`randomize.apply_world_mj`), same initial state, float64 throughout.
+    """
+    index = scene_index(layout)
+    # MuJoCo C bounds the world body's geoms at compile time for its broad
+    # phase, so static geoms are compiled where this world puts them.
+    statics = tuple(
+        dataclasses.replace(s, pos=tuple(map(float, p)), quat=tuple(map(float, q)))
+        for s, p, q in zip(layout.statics, np.asarray(world.static_pos), np.asarray(world.static_quat))
+    )
+    # A copy: compiled models are cached and shared.
+    model = copy.deepcopy(build_mj_model(layout.replace(statics=statics)))
+    randomize.apply_world_mj(model, layout, index, world)
+    data = mujoco.MjData(model)
+    qpos, qvel = randomize.initial_state(put_model(layout), index, world)
+    data.qpos[:] = np.asarray(qpos, np.float64)
+    data.qvel[:] = np.asarray(qvel, np.float64)
+    mujoco.mj_forward(model, data)
+    out = np.empty((n_frames, layout.n_objects, 3))
+    out[0] = data.xpos[index.object_body]
+    for k in range(1, n_frames):
+        for _ in range(layout.substeps):
+            mujoco.mj_step(model, data)
+        out[k] = data.xpos[index.object_body]
+    return out
+
