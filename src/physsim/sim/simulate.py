@@ -45,6 +45,8 @@ class Frames:
     angvel: jax.Array  # (T, N, 3) rad/s, body frame
     geom_xpos: jax.Array  # (T, G, 3) every geom's world position (for renderers)
     geom_xmat: jax.Array  # (T, G, 3, 3)
+    # Contact events are measured with impl='jax'; with impl='warp' touch is
+    # False and time / impulse are NaN ("not measured").
     contact_touch: jax.Array  # (T, P) bool: pair touched during (t[k-1], t[k]]
     contact_time: jax.Array  # (T, P) first touching time in that interval, inf if none
     contact_impulse: jax.Array  # (T, P) normal impulse exchanged in that interval, N·s
@@ -131,8 +133,10 @@ def rollout_world(
         rows, mask = _contact_rows(model, layout)
     n_pairs = index.n_pairs
     no_touch = jnp.zeros(n_pairs, bool)
-    never = jnp.full(n_pairs, jnp.inf, dtype)
-    no_impulse = jnp.zeros(n_pairs, dtype)
+    # MJX-Warp keeps contacts in a dynamic, differently shaped buffer that this
+    # module does not read yet: its events are marked not measured (NaN), not "none".
+    never = jnp.full(n_pairs, jnp.inf if track_contacts else jnp.nan, dtype)
+    no_impulse = jnp.full(n_pairs, 0.0 if track_contacts else jnp.nan, dtype)
     dt = jnp.asarray(layout.timestep, dtype)
 
     def substep(carry, _):
