@@ -163,3 +163,10 @@ def test_exploding_world_is_reported_with_its_parameters(key):
 def test_layout_rejects_inconsistent_timing():
     with pytest.raises(ValueError, match="not a whole number of timesteps"):
         SceneLayout(objects=(), statics=(), timestep=0.002, fps=30.0)
+
+
+def test_per_object_override_shapes(collision_env, key):
+    # Batch size equals the object count on purpose: a 1-D value is per object, never per world.
+    state = collision_env.reset(key, batch_size=2, speed=[2.0, 0.5], mass=[[1.0], [3.0]])
+    np.testing.assert_allclose(np.asarray(state.params["speed"]), [[2.0, 0.5], [2.0, 0.5]])
+    np.testing.assert_allclose(np.asarray(state.params["mass"]), [[1.0, 1.0], [3.0, 3.0]])

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("mujoco_warp")
 
-import physsim.env  # noqa: E402
+import physsim.env
 
 
 def test_warp_rollout_matches_jax_in_flight_and_marks_contacts_unmeasured():

@@ -28,7 +28,7 @@ from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import SceneLayout, put_model, scene_index
 
 
-def list() -> builtins.list[str]:  # noqa: A001 - the documented name
+def list() -> builtins.list[str]:
     """Names of the registered scene families."""
     return scenarios.names()
 

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 
 from physsim.sim import params as params_lib
-from physsim.sim.params import Param
+from physsim.sim.contact import RESTITUTION_RANGE
+from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.randomize import WorldParams, static_defaults
-from physsim.sim.scene import PARKING_X, SceneLayout
+from physsim.sim.scene import PARKING_X, SceneLayout, StaticGeom
 
-_REGISTRY: dict[str, type["Scenario"]] = {}
+_REGISTRY: dict[str, type[Scenario]] = {}
 
 
 class Scenario(abc.ABC):
@@ -64,6 +65,30 @@ def get(name: str) -> type[Scenario]:
     if name not in _REGISTRY:
         raise params_lib.unknown_name_error("scenario", name, names())
     return _REGISTRY[name]
+
+
+# Parameters every family declares the same way ------------------------------------------
+
+FLOOR = StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0))
+
+# Earth gravity in distribution; Moon-to-Mars gravity held out.
+GRAVITY = Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
+                valid=Interval(0.0, 30.0, lo_open=True))
+
+
+def mass_param(doc: str, per_object: bool = False) -> Param:
+    """Masses spread over a decade in distribution; heavier ones held out."""
+    return Param("mass", "kg", doc, train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True,
+                 per_object=per_object)
+
+
+def restitution_param(doc: str, train: tuple[float, float], per_object: bool = False) -> Param:
+    return Param("restitution", "", doc, train=train, valid=Interval(*RESTITUTION_RANGE), per_object=per_object)
+
+
+def friction_param(doc: str, train: tuple[float, float], ood: tuple[tuple[float, float], ...] = (),
+                   per_object: bool = False) -> Param:
+    return Param("friction", "", doc, train=train, ood=ood, valid=FRICTION, per_object=per_object)
 
 
 # Helpers shared by scene families --------------------------------------------------------

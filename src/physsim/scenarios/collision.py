@@ -10,27 +10,32 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from physsim.scenarios.base import Scenario, cube_sizes, default_world, register
-from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
+from physsim.scenarios.base import (
+    FLOOR,
+    GRAVITY,
+    Scenario,
+    cube_sizes,
+    default_world,
+    friction_param,
+    mass_param,
+    register,
+    restitution_param,
+)
+from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
-from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
+from physsim.sim.scene import ObjectSlot, SceneLayout
 
 PARAMS = (
     Param("speed", "m/s", "initial speed of each ball towards the other", train=(0.0, 2.5),
           ood=((3.0, 4.0),), valid=Interval(0.0, 10.0), per_object=True),
     Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.5, 2.0),
           ood=((2.5, 3.0),), valid=Interval(0.0, 5.0)),
-    Param("mass", "kg", "mass of each ball", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE,
-          log=True, per_object=True),
+    mass_param("mass of each ball", per_object=True),
     Param("radius", "m", "radius of each ball", train=(0.05, 0.12), ood=((0.15, 0.2),),
           valid=Interval(0.01, 0.3), per_object=True),
-    Param("friction", "", "sliding friction of each ball", train=(0.2, 0.8), ood=((1.0, 1.5),),
-          valid=FRICTION, per_object=True),
-    Param("restitution", "", "bounciness of each ball", train=(0.3, 0.9), valid=Interval(*RESTITUTION_RANGE),
-          per_object=True),
-    Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
-          valid=Interval(0.0, 30.0, lo_open=True)),
+    friction_param("sliding friction of each ball", (0.2, 0.8), ood=((1.0, 1.5),), per_object=True),
+    restitution_param("bounciness of each ball", (0.3, 0.9), per_object=True),
+    GRAVITY,
 )
 
 
@@ -48,7 +53,7 @@ class Collision(Scenario):
                 ObjectSlot("red_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.85, 0.2, 0.2, 1.0)),
                 ObjectSlot("blue_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.2, 0.4, 0.85, 1.0)),
             ),
-            statics=(StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0)),),
+            statics=(FLOOR,),
             timestep=0.002,
             fps=25.0,
         )

@@ -5,22 +5,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from physsim.scenarios.base import Scenario, cube_sizes, default_world, register
-from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
+from physsim.scenarios.base import (
+    FLOOR,
+    GRAVITY,
+    Scenario,
+    cube_sizes,
+    default_world,
+    friction_param,
+    mass_param,
+    register,
+    restitution_param,
+)
+from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
-from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
+from physsim.sim.scene import ObjectSlot, SceneLayout
 
 PARAMS = (
     Param("speed", "m/s", "launch speed", train=(2.0, 6.0), ood=((7.0, 9.0),), valid=Interval(0.0, 20.0)),
     Param("elevation", "deg", "launch angle above horizontal", train=(20.0, 70.0), ood=((75.0, 85.0),),
           valid=Interval(0.0, 90.0)),
-    Param("mass", "kg", "mass of the ball", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True),
+    mass_param("mass of the ball"),
     Param("radius", "m", "radius of the ball", train=(0.04, 0.1), ood=((0.13, 0.18),), valid=Interval(0.01, 0.3)),
-    Param("friction", "", "sliding friction of the ball", train=(0.3, 0.8), valid=FRICTION),
-    Param("restitution", "", "bounciness on landing", train=(0.2, 0.7), valid=Interval(*RESTITUTION_RANGE)),
-    Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
-          valid=Interval(0.0, 30.0, lo_open=True)),
+    friction_param("sliding friction of the ball", (0.3, 0.8)),
+    restitution_param("bounciness on landing", (0.2, 0.7)),
+    GRAVITY,
 )
 
 
@@ -35,7 +43,7 @@ class Projectile(Scenario):
     def layout(cls) -> SceneLayout:
         return SceneLayout(
             objects=(ObjectSlot("ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.9, 0.6, 0.1, 1.0)),),
-            statics=(StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0)),),
+            statics=(FLOOR,),
             timestep=0.002,
             fps=25.0,
         )

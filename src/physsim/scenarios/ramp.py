@@ -6,13 +6,22 @@ Slot 0 is the sphere, slot 1 the cube; the unused one is parked.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 
-from physsim.scenarios.base import Scenario, cube_sizes, default_world, quat_about_y, register
-from physsim.sim.contact import RESTITUTION_RANGE
-from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
+from physsim.scenarios.base import (
+    FLOOR,
+    GRAVITY,
+    Scenario,
+    cube_sizes,
+    default_world,
+    friction_param,
+    mass_param,
+    quat_about_y,
+    register,
+    restitution_param,
+)
+from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
 
@@ -22,14 +31,13 @@ RAMP_HALF_THICKNESS = 0.05
 PARAMS = (
     Param("angle", "deg", "slope angle above horizontal", train=(10.0, 40.0), ood=((45.0, 55.0),),
           valid=Interval(0.0, 80.0)),
-    Param("friction", "", "sliding friction of the object on the slope and floor", train=(0.05, 0.9),
-          ood=((0.01, 0.03), (1.0, 1.5)), valid=FRICTION),
-    Param("mass", "kg", "mass of the object", train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True),
+    friction_param("sliding friction of the object on the slope and floor", (0.05, 0.9),
+                   ood=((0.01, 0.03), (1.0, 1.5))),
+    mass_param("mass of the object"),
     Param("size", "m", "sphere radius or cube half-edge", train=(0.05, 0.1), ood=((0.13, 0.18),),
           valid=Interval(0.01, 0.3)),
-    Param("restitution", "", "bounciness on landing", train=(0.2, 0.5), valid=Interval(*RESTITUTION_RANGE)),
-    Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
-          valid=Interval(0.0, 30.0, lo_open=True)),
+    restitution_param("bounciness on landing", (0.2, 0.5)),
+    GRAVITY,
     Param("start", "m", "release point, distance up the slope from its foot", train=(0.4, 1.4),
           valid=Interval(0.2, 2 * RAMP_HALF_LENGTH - 0.2)),
     Param("shape", "", "0 = sphere, 1 = cube", train=(0.0, 1.0), valid=Interval(0.0, 1.0), choices=(0, 1)),
@@ -51,7 +59,7 @@ class Ramp(Scenario):
                 ObjectSlot("cube", "box", (0.08, 0.08, 0.08), rgba=(0.2, 0.4, 0.85, 1.0)),
             ),
             statics=(
-                StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0)),
+                FLOOR,
                 StaticGeom("ramp", "box", (RAMP_HALF_LENGTH, 0.4, RAMP_HALF_THICKNESS), rgba=(0.6, 0.5, 0.35, 1.0)),
             ),
             timestep=0.002,

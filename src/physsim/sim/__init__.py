@@ -5,8 +5,8 @@ Knows nothing of questions, renderers or models.
 
 from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams, apply_world, inertia
-from physsim.sim.simulate import Frames, n_frames_for, rollout, rollout_world
 from physsim.sim.scene import ObjectSlot, SceneIndex, SceneLayout, StaticGeom, build_mj_model, put_model, scene_index
+from physsim.sim.simulate import Frames, n_frames_for, rollout, rollout_world
 
 __all__ = [
     "Frames",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -133,9 +133,10 @@ def apply_overrides(
 ) -> dict[str, jax.Array]:
     """Replaces sampled values by user-given ones after checking name, shape and range.
 
-    A value may be a scalar (same for every world and object), a `(B,)` array
-    (one per world; broadcast over objects) or, for per-object parameters, a
-    `(B, N)` or `(N,)` array.
+    A value may be a scalar (same for every world and object). For a world-level
+    parameter a 1-D value is one per world, `(B,)`. For a per-object parameter
+    a 1-D value is one per object, `(N,)`, shared by all worlds; give `(B, N)`
+    (or `(B, 1)`) to vary it per world.
     """
     by_name = {p.name: p for p in params}
     out = dict(sampled)
@@ -158,10 +159,8 @@ def apply_overrides(
             )
         if p.choices and not np.isin(arr, p.choices).all():
             raise ValueError(f"{scenario}.{name}={value!r} must be one of {p.choices}")
-        if p.per_object and arr.ndim == 1 and arr.shape[0] == target[1] != target[0]:
-            arr = arr[None, :]
-        elif p.per_object and arr.ndim == 1:
-            arr = arr[:, None]
+        if p.per_object and arr.ndim == 1:
+            arr = arr[None, :]  # one value per object, the same in every world
         try:
             arr = np.broadcast_to(arr, target)
         except ValueError as err:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
@@ -115,7 +115,7 @@ class SceneLayout:
         """Physics steps between two recorded frames."""
         return int(round(1.0 / (self.fps * self.timestep)))
 
-    def replace(self, **changes) -> "SceneLayout":
+    def replace(self, **changes) -> SceneLayout:
         return dataclasses.replace(self, **changes)
 
 
