@@ -170,3 +170,41 @@ def test_per_object_override_shapes(collision_env, key):
     state = collision_env.reset(key, batch_size=2, speed=[2.0, 0.5], mass=[[1.0], [3.0]])
     np.testing.assert_allclose(np.asarray(state.params["speed"]), [[2.0, 0.5], [2.0, 0.5]])
     np.testing.assert_allclose(np.asarray(state.params["mass"]), [[1.0, 1.0], [3.0, 3.0]])
+
+
+def test_render_video_and_files(ramp_env, ramp_traj, tmp_path):
+    from PIL import Image
+
+    _, traj = ramp_traj
+    images = ramp_env.render_images(traj, width=32, height=24)
+    n_frames = traj.frames.pos.shape[1]
+    assert images.rgb.shape == (RAMP_BATCH, n_frames, 24, 32, 3) and images.rgb.dtype == np.uint8
+    assert images.depth.shape == (RAMP_BATCH, n_frames, 24, 32)
+    seg = np.asarray(images.segmentation)
+    # Every world shows its active object (slot 0 ball or slot 1 cube), the floor and the ramp.
+    shape = np.asarray(traj.params["shape"]).astype(int)
+    for b in range(RAMP_BATCH):
+        assert (seg[b, 0] == shape[b]).any()
+        assert not (seg[b, 0] == 1 - shape[b]).any()  # the parked slot is out of view
+    assert {2, 3} <= set(np.unique(seg).tolist())
+    # The video is the RGB of the same render.
+    np.testing.assert_array_equal(np.asarray(ramp_env.render(traj, width=32, height=24)), np.asarray(images.rgb))
+
+    gif = physsim.env.save_video(images.rgb, tmp_path / "ramp.gif", fps=25.0)
+    with Image.open(gif) as im:
+        assert im.size == (32, 24)
+        # GIF merges identical consecutive frames (a block that sticks); the duration adds up.
+        durations = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            durations.append(im.info["duration"])
+        assert sum(durations) == n_frames * 40
+        last = np.asarray(im.convert("RGB")).astype(int)
+        assert np.abs(last - np.asarray(images.rgb[0, -1]).astype(int)).mean() < 3  # palette rounding only
+    paths = physsim.env.save_frames(images.rgb[1], tmp_path / "frames")
+    assert len(paths) == n_frames
+    np.testing.assert_array_equal(np.asarray(Image.open(paths[3])), np.asarray(images.rgb[1, 3]))
+    with pytest.raises(ValueError, match="not '.mp4'"):
+        physsim.env.save_video(images.rgb, tmp_path / "ramp.mp4")
+    with pytest.raises(ValueError, match="uint8 video"):
+        physsim.env.save_frames(np.zeros((4, 4)), tmp_path / "bad")

@@ -15,13 +15,16 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from flax import struct
 
+from physsim import render as render_lib
 from physsim import scenarios
+from physsim.render import Camera, Images
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
 from physsim.sim.randomize import WorldParams
@@ -124,6 +127,21 @@ class Env:
             self._raise_if_invalid(traj)
         return traj
 
+    def camera(self, width: int = 64, height: int = 64) -> Camera:
+        """The family's camera at the given resolution."""
+        return self.scenario.camera(width, height)
+
+    def render_images(self, traj: Trajectory, *, width: int = 64, height: int = 64, camera: Camera | None = None) -> Images:
+        """RGB (B, T, H, W, 3) uint8, depth (B, T, H, W) metres, segmentation (B, T, H, W) int32."""
+        camera = camera or self.camera(width, height)
+        return render_lib.render(
+            traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, layout=self.layout, camera=camera
+        )
+
+    def render(self, traj: Trajectory, *, width: int = 64, height: int = 64, camera: Camera | None = None) -> jax.Array:
+        """The video (B, T, H, W, 3) uint8 of a rollout, from the family's camera unless one is given."""
+        return self.render_images(traj, width=width, height=height, camera=camera).rgb
+
     def _raise_if_invalid(self, traj: Trajectory) -> None:
         valid = np.asarray(traj.frames.valid).all(axis=1)
         if valid.all():
@@ -135,6 +153,41 @@ class Env:
             f"{len(bad)} of {len(valid)} '{self.name}' worlds exploded (non-finite state or speed above "
             f"{simulate.MAX_SPEED:g} m/s); first is world {first}: {described}"
         )
+
+
+def _frames_of(video) -> np.ndarray:
+    video = np.asarray(video)
+    if video.ndim == 5:
+        video = video[0]  # the first world of a batch
+    if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
+        raise ValueError(f"expected a (T, H, W, 3) or (B, T, H, W, 3) uint8 video, got {video.shape} {video.dtype}")
+    return video
+
+
+def save_video(video, path, fps: float = 25.0) -> Path:
+    """Writes a (T, H, W, 3) video (or the first world of a batch) as an animated GIF or PNG."""
+    from PIL import Image
+
+    path = Path(path)
+    if path.suffix.lower() not in (".gif", ".png"):
+        raise ValueError(f"save_video writes .gif (or animated .png), not {path.suffix!r}")
+    frames = [Image.fromarray(f) for f in _frames_of(video)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    return path
+
+
+def save_frames(video, directory) -> builtins.list[Path]:
+    """Writes each frame of a (T, H, W, 3) video (or the first world of a batch) as frame_###.png."""
+    from PIL import Image
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(_frames_of(video)):
+        paths.append(directory / f"frame_{i:03d}.png")
+        Image.fromarray(frame).save(paths[-1])
+    return paths
 
 
 def make(
@@ -161,4 +214,4 @@ def make(
     return Env(name=name, layout=layout, split=split, impl=impl)
 
 
-__all__ = ["Env", "EnvState", "InvalidWorldError", "Trajectory", "list", "make"]
+__all__ = ["Env", "EnvState", "InvalidWorldError", "Trajectory", "list", "make", "save_frames", "save_video"]

@@ -13,6 +13,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from physsim.render.camera import Camera
 from physsim.sim import params as params_lib
 from physsim.sim.contact import RESTITUTION_RANGE
 from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
@@ -37,6 +38,11 @@ class Scenario(abc.ABC):
     @abc.abstractmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
         """One world's physics from one world's sampled parameters (no batch axis)."""
+
+    @classmethod
+    def camera(cls, width: int = 64, height: int = 64) -> Camera:
+        """Where this family is filmed from; families override the pose."""
+        return Camera(width=width, height=height)
 
     @classmethod
     def sample(cls, key: jax.Array, batch_size: int, split: str = "train") -> dict[str, jax.Array]:

@@ -16,6 +16,7 @@ from physsim.scenarios.base import (
     register,
     restitution_param,
 )
+from physsim.render.camera import Camera
 from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
@@ -47,6 +48,10 @@ class Projectile(Scenario):
             timestep=0.002,
             fps=25.0,
         )
+
+    @classmethod
+    def camera(cls, width: int = 64, height: int = 64) -> Camera:
+        return Camera(position=(1.8, -4.0, 1.5), target=(1.8, 0.0, 0.7), fovy=60.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:

@@ -21,6 +21,7 @@ from physsim.scenarios.base import (
     register,
     restitution_param,
 )
+from physsim.render.camera import Camera
 from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
@@ -65,6 +66,10 @@ class Ramp(Scenario):
             timestep=0.002,
             fps=25.0,
         )
+
+    @classmethod
+    def camera(cls, width: int = 64, height: int = 64) -> Camera:
+        return Camera(position=(0.2, -2.6, 1.0), target=(0.0, 0.0, 0.3), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
