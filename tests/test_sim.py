@@ -62,8 +62,8 @@ def test_layout_validation(objects, pattern):
 
 @pytest.fixture(scope="module")
 def head_on(collision_env, key):
-    # Nearly frictionless balls: the only large horizontal force on the blue ball is the red one's push.
-    state = collision_env.reset(key, batch_size=4, speed=[2.0, 0.0], gap=0.5, radius=0.08, friction=0.01,
+    # The slipperiest balls allowed: floor friction barely changes the momentum the push gives.
+    state = collision_env.reset(key, batch_size=4, speed=[2.0, 0.0], gap=0.5, radius=0.08, friction=0.03,
                                 mass=[[1.0, 1.0], [1.0, 3.0], [3.0, 1.0], [1.0, 1.0]], restitution=0.8)
     return state, collision_env.rollout(state, 1.0)
 
@@ -83,12 +83,14 @@ def test_contact_events_name_the_pair_and_the_time(collision_env, head_on):
 def test_contact_impulse_equals_momentum_change(collision_env, head_on):
     state, traj = head_on
     pair = collision_env.pair_names.index("red_ball/blue_ball")
-    # Two frames (80 ms) after impact, before floor friction (mu = 0.01) changes much.
-    after = 0.25 * collision_env.layout.fps + 2
-    impulse = np.asarray(traj.frames.contact_impulse[:, : int(after) + 1, pair]).sum(axis=1)
+    # Impact at 0.25 s falls in the frame interval (0.24, 0.28]; the blue ball is at rest before it.
+    before, after = 6, 7
+    assert np.asarray(traj.frames.contact_touch[:, after, pair]).all()
+    impulse = np.asarray(traj.frames.contact_impulse[:, after, pair])
     blue_mass = np.asarray(traj.world.mass[:, 1])
-    blue_momentum = blue_mass * np.asarray(traj.frames.linvel[:, int(after), 1, 0])
-    np.testing.assert_allclose(impulse, blue_momentum, rtol=0.02)
+    gained = blue_mass * np.asarray(traj.frames.linvel[:, after, 1, 0] - traj.frames.linvel[:, before, 1, 0])
+    # Floor friction takes mu * m * g * ~30 ms, about 1% of it, in this interval.
+    np.testing.assert_allclose(impulse, gained, rtol=0.02)
     # A heavier target gets a larger push from the same ball.
     assert impulse[1] > impulse[0] and impulse[2] > impulse[0]
 

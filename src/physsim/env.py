@@ -40,7 +40,6 @@ def list() -> builtins.list[str]:
 class EnvState:
     """A batch of sampled worlds before simulation."""
 
-    key: jax.Array
     params: dict[str, jax.Array]  # each (B,) or (B, N)
 
     @property
@@ -105,10 +104,8 @@ class Env:
         """Samples `batch_size` worlds; keyword overrides fix parameters (checked against their valid range)."""
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-        sample_key, state_key = jax.random.split(key)
-        sampled = self.scenario.sample(sample_key, int(batch_size), self.split)
-        sampled = params_lib.apply_overrides(self.scenario.params, sampled, overrides, self.name)
-        return EnvState(key=state_key, params=sampled)
+        sampled = self.scenario.sample(key, int(batch_size), self.split)
+        return EnvState(params=params_lib.apply_overrides(self.scenario.params, sampled, overrides, self.name))
 
     def rollout(self, state: EnvState, seconds: float | None = None, *, check: bool = True) -> Trajectory:
         """Simulates every world of `state` for `seconds` (default: the family's own).

@@ -33,7 +33,7 @@ PARAMS = (
     Param("angle", "deg", "slope angle above horizontal", train=(10.0, 40.0), ood=((45.0, 55.0),),
           valid=Interval(0.0, 80.0)),
     friction_param("sliding friction of the object on the slope and floor", (0.05, 0.9),
-                   ood=((0.01, 0.03), (1.0, 1.5))),
+                   ood=((0.03, 0.045), (1.0, 1.5))),
     mass_param("mass of the object"),
     Param("size", "m", "sphere radius or cube half-edge", train=(0.05, 0.1), ood=((0.13, 0.18),),
           valid=Interval(0.01, 0.3)),

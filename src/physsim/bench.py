@@ -1,0 +1,98 @@
+"""Throughput of each stage: `python -m physsim.bench [--quick] [--sections ...] [--json PATH]`.
+
+Sections so far: `physics` (world-steps per second of each scene family vs
+batch size) and `render` (frames per second of the JAX ray caster vs
+resolution and batch size). Compilation and a warm-up call are excluded; each
+figure is the median of several timed calls. Device and versions are printed
+and written with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import mujoco
+import numpy as np
+
+from physsim import env as env_lib
+
+SECTIONS = ("physics", "render")
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile + warm-up, not timed
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', '') or platform.processor() or 'cpu'}"
+
+
+def bench_physics(batch_sizes, seconds: float, repeats: int) -> list[dict]:
+    rows = []
+    for name in env_lib.list():
+        env = env_lib.make(name)
+        steps = int(round(seconds / env.layout.timestep))
+        for b in batch_sizes:
+            state = env.reset(jax.random.key(0), batch_size=b)
+            elapsed = _median_seconds(lambda: env.rollout(state, seconds, check=False).frames.pos, repeats)
+            rows.append({"section": "physics", "scenario": name, "batch_size": b, "figure": b * steps / elapsed,
+                         "unit": "world-steps/s", "seconds_simulated": seconds, "device": device_name()})
+            print(f"physics  {name:<11} B={b:<5} {b * steps / elapsed:>12,.0f} world-steps/s", flush=True)
+    return rows
+
+
+def bench_render(batch_sizes, resolutions, repeats: int, scenario: str = "ramp") -> list[dict]:
+    env = env_lib.make(scenario)
+    rows = []
+    for b in batch_sizes:
+        state = env.reset(jax.random.key(0), batch_size=b)
+        traj = env.rollout(state, 1.0 / env.layout.fps, check=False)  # frames 0 and 1
+        frames = traj.frames.pos.shape[1]
+        for res in resolutions:
+            elapsed = _median_seconds(lambda: env.render(traj, width=res, height=res), repeats)
+            fps = b * frames / elapsed
+            rows.append({"section": "render", "backend": "jax", "scenario": scenario, "batch_size": b * frames,
+                         "resolution": f"{res}x{res}", "figure": fps, "unit": "frames/s", "device": device_name()})
+            print(f"render   jax {res}x{res:<4} frames={b * frames:<5} {fps:>12,.0f} frames/s", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m physsim.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small batches, one repeat: a smoke run")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    header = {"device": device_name(), "jax": jax.__version__, "mujoco": mujoco.__version__,
+              "numpy": np.__version__, "python": platform.python_version(), "quick": args.quick}
+    print(" ".join(f"{k}={v}" for k, v in header.items()), flush=True)
+    repeats = 1 if args.quick else 3
+    rows: list[dict] = []
+    if "physics" in args.sections:
+        rows += bench_physics([16] if args.quick else [16, 64, 256, 1024], 0.4, repeats)
+    if "render" in args.sections:
+        batches = [8] if args.quick else [8, 32, 128, 512]  # x2 frames each: 16 ... 1024 frames
+        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
