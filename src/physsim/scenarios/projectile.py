@@ -51,7 +51,7 @@ class Projectile(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(1.8, -4.0, 1.5), target=(1.8, 0.0, 0.7), fovy=60.0, width=width, height=height)
+        return Camera(position=(1.6, -2.6, 0.8), target=(1.6, 0.0, 0.6), fovy=75.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
