@@ -208,3 +208,18 @@ def test_render_video_and_files(ramp_env, ramp_traj, tmp_path):
         physsim.env.save_video(images.rgb, tmp_path / "ramp.mp4")
     with pytest.raises(ValueError, match="uint8 video"):
         physsim.env.save_frames(np.zeros((4, 4)), tmp_path / "bad")
+
+
+def test_camera_jitter_moves_each_world_view_reproducibly(ramp_env, ramp_traj):
+    _, traj = ramp_traj
+    plain = np.asarray(ramp_env.render(traj, width=32, height=24))
+    key = jax.random.key(9)
+    jittered = np.asarray(ramp_env.render(traj, width=32, height=24, jitter_key=key))
+    again = np.asarray(ramp_env.render(traj, width=32, height=24, jitter_key=key))
+    still = np.asarray(ramp_env.render(traj, width=32, height=24, jitter_key=key, jitter=0.0))
+    np.testing.assert_array_equal(jittered, again)
+    np.testing.assert_array_equal(still, plain)
+    changed = [(jittered[b, 0] != plain[b, 0]).any() for b in range(RAMP_BATCH)]
+    assert all(changed)
+    with pytest.raises(ValueError, match="jitter=-1"):
+        ramp_env.render(traj, jitter_key=key, jitter=-1.0)

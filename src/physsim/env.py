@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
@@ -128,16 +129,35 @@ class Env:
         """The family's camera at the given resolution."""
         return self.scenario.camera(width, height)
 
-    def render_images(self, traj: Trajectory, *, width: int = 64, height: int = 64, camera: Camera | None = None) -> Images:
-        """RGB (B, T, H, W, 3) uint8, depth (B, T, H, W) metres, segmentation (B, T, H, W) int32."""
+    def render_images(
+        self,
+        traj: Trajectory,
+        *,
+        width: int = 64,
+        height: int = 64,
+        camera: Camera | None = None,
+        jitter_key: jax.Array | None = None,
+        jitter: float = 0.15,
+    ) -> Images:
+        """RGB (B, T, H, W, 3) uint8, depth (B, T, H, W) metres, segmentation (B, T, H, W) int32.
+
+        With `jitter_key`, each world's camera position moves by up to `jitter`
+        metres along each axis (uniform), still aimed at the same target.
+        """
         camera = camera or self.camera(width, height)
+        offsets = None
+        if jitter_key is not None:
+            if not (jitter >= 0 and np.isfinite(jitter)):
+                raise ValueError(f"jitter={jitter} m must be a finite non-negative distance")
+            batch = traj.frames.geom_xpos.shape[0]
+            offsets = jax.random.uniform(jitter_key, (batch, 3), jnp.float32, -jitter, jitter)
         return render_lib.render(
-            traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, layout=self.layout, camera=camera
+            traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, offsets, layout=self.layout, camera=camera
         )
 
-    def render(self, traj: Trajectory, *, width: int = 64, height: int = 64, camera: Camera | None = None) -> jax.Array:
-        """The video (B, T, H, W, 3) uint8 of a rollout, from the family's camera unless one is given."""
-        return self.render_images(traj, width=width, height=height, camera=camera).rgb
+    def render(self, traj: Trajectory, **kwargs) -> jax.Array:
+        """The video (B, T, H, W, 3) uint8 of a rollout; keyword arguments as for `render_images`."""
+        return self.render_images(traj, **kwargs).rgb
 
     def _raise_if_invalid(self, traj: Trajectory) -> None:
         valid = np.asarray(traj.frames.valid).all(axis=1)

@@ -158,6 +158,7 @@ def render(
     geom_xpos: jax.Array,
     geom_xmat: jax.Array,
     object_size: jax.Array,
+    jitter: jax.Array | None = None,
     *,
     layout: SceneLayout,
     camera: Camera,
@@ -165,8 +166,14 @@ def render(
 ) -> Images:
     """Batched frames: geom_xpos (B, T, G, 3), geom_xmat (B, T, G, 3, 3), object_size (B, N, 3).
 
-    Returns Images with (B, T, H, W, ...) arrays.
+    `jitter` (B, 3), optional, moves each world's camera position (the camera
+    keeps looking at its target). Returns Images with (B, T, H, W, ...) arrays.
     """
-    one = functools.partial(render_frame, layout=layout, camera=camera, shadows=shadows)
-    per_time = jax.vmap(one, in_axes=(0, 0, None))
-    return jax.vmap(per_time, in_axes=(0, 0, 0))(geom_xpos, geom_xmat, object_size)
+    if jitter is None:
+        jitter = jnp.zeros((geom_xpos.shape[0], 3), jnp.float32)
+
+    def one(xpos, xmat, size, offset):
+        return render_frame(xpos, xmat, size, layout=layout, camera=camera, jitter=offset, shadows=shadows)
+
+    per_time = jax.vmap(one, in_axes=(0, 0, None, None))
+    return jax.vmap(per_time)(geom_xpos, geom_xmat, object_size, jitter)
