@@ -82,7 +82,10 @@ def geom_table(layout: SceneLayout) -> GeomTable:
 
 
 def _hits(table: GeomTable, origin, directions, xpos, xmat, size):
-    """Nearest-hit t (G, R) and world normals (G, R, 3) of rays against every geom."""
+    """Nearest-hit t (G, R) and world normals (G, R, 3) of rays against every geom.
+
+    `origin` is one point (3,) shared by all rays or one per ray (R, 3).
+    """
     ts, normals = [], []
     for g, kind in enumerate(table.types):
         rot = xmat[g]
@@ -137,11 +140,8 @@ def render_frame(
     if shadows:
         shadow_origin = point + 1e-4 * normal
         shadow_dirs = jnp.broadcast_to(to_light, rays.shape)
-        # Each pixel has its own shadow-ray origin: intersect per pixel.
-        t_shadow = jax.vmap(lambda o, d: _hits(table, o, d[None], geom_xpos, geom_xmat, size)[0][:, 0])(
-            shadow_origin, shadow_dirs
-        )
-        lit = ~jnp.isfinite(jnp.min(t_shadow, axis=1))
+        t_shadow, _ = _hits(table, shadow_origin, shadow_dirs, geom_xpos, geom_xmat, size)
+        lit = ~jnp.isfinite(jnp.min(t_shadow, axis=0))
         lambert = lambert * lit
     rgba = jnp.asarray(table.rgba)[geom]
     colour = rgba[:, :3] * (AMBIENT + DIFFUSE * lambert)[:, None]

@@ -108,24 +108,27 @@ def world_fields(layout: SceneLayout, index: SceneIndex, world: WorldParams) -> 
     }
 
 
+def _field(model, path: str):
+    """The array at a dotted field path such as 'opt.gravity' (MJX or MuJoCo C model)."""
+    for part in path.split("."):
+        model = getattr(model, part)
+    return model
+
+
 def apply_world(model: mjx.Model, layout: SceneLayout, index: SceneIndex, world: WorldParams) -> mjx.Model:
     """Returns the MJX `model` with one world's physical parameters written in."""
-    updates = {}
-    for path, (where, value) in world_fields(layout, index, world).items():
-        current = model
-        for part in path.split("."):
-            current = getattr(current, part)
-        updates[path] = current.at[where].set(value)
-    return model.tree_replace(updates)
+    return model.tree_replace(
+        {
+            path: _field(model, path).at[where].set(value)
+            for path, (where, value) in world_fields(layout, index, world).items()
+        }
+    )
 
 
 def apply_world_mj(model: mujoco.MjModel, layout: SceneLayout, index: SceneIndex, world: WorldParams) -> None:
     """Writes one world's physical parameters into a MuJoCo C model, in place."""
     for path, (where, value) in world_fields(layout, index, world).items():
-        current = model
-        for part in path.split("."):
-            current = getattr(current, part)
-        current[where] = np.asarray(value, dtype=np.float64)
+        _field(model, path)[where] = np.asarray(value, dtype=np.float64)
     # MuJoCo 4 C also reads constants derived at compile time from masses and
     # sizes (dof_M0, dof_length, subtree masses, AABBs); recompute all of them.
     mujoco.mj_setConst(model, mujoco.MjData(model))

@@ -104,9 +104,7 @@ def _frame(d: mjx.Data, index: SceneIndex, touch, first_time, impulse) -> Frames
         linvel=linvel,
         angvel=angvel,
         geom_xpos=d.geom_xpos,
-        geom_xmat=d.geom_xmat.reshape(d.geom_xmat.shape[:-1] + (3, 3))
-        if d.geom_xmat.shape[-1] == 9
-        else d.geom_xmat,
+        geom_xmat=d.geom_xmat,
         contact_touch=touch,
         contact_time=first_time,
         contact_impulse=impulse,
