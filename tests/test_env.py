@@ -204,8 +204,19 @@ def test_render_video_and_files(ramp_env, ramp_traj, tmp_path):
     paths = physsim.env.save_frames(images.rgb[1], tmp_path / "frames")
     assert len(paths) == n_frames
     np.testing.assert_array_equal(np.asarray(Image.open(paths[3])), np.asarray(images.rgb[1, 3]))
-    with pytest.raises(ValueError, match="not '.mp4'"):
-        physsim.env.save_video(images.rgb, tmp_path / "ramp.mp4")
+    # MP4 (H.264): odd sides are padded to even by repeating the edge; lossy, so compare loosely.
+    import imageio.v3 as iio
+
+    mp4 = physsim.env.save_video(images.rgb[:, :, :23, :31], tmp_path / "ramp.mp4", fps=25.0)
+    decoded = iio.imread(mp4)
+    assert decoded.shape == (n_frames, 24, 32, 3)
+    assert iio.immeta(mp4)["fps"] == 25.0
+    error = np.abs(decoded[:, :23, :31].astype(int) - np.asarray(images.rgb[0, :, :23, :31]).astype(int))
+    assert error.mean() < 8
+    with pytest.raises(ValueError, match="not '.avi'"):
+        physsim.env.save_video(images.rgb, tmp_path / "ramp.avi")
+    with pytest.raises(ValueError, match="fps=0"):
+        physsim.env.save_video(images.rgb, tmp_path / "ramp.gif", fps=0)
     with pytest.raises(ValueError, match="uint8 video"):
         physsim.env.save_frames(np.zeros((4, 4)), tmp_path / "bad")
 

@@ -100,3 +100,10 @@ def test_bad_camera():
         Camera(fovy=0.0)
     with pytest.raises(ValueError, match="coincide"):
         Camera(position=(1.0, 1.0, 1.0), target=(1.0, 1.0, 1.0))
+
+
+def test_unknown_render_backend_is_refused_by_name():
+    from physsim.render import render_with
+
+    with pytest.raises(ValueError, match="'opengl'.*choose one of"):
+        render_with("opengl")

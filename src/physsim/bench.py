@@ -1,8 +1,8 @@
 """Throughput of each stage: `python -m physsim.bench [--quick] [--sections ...] [--json PATH]`.
 
 Sections so far: `physics` (world-steps per second of each scene family vs
-batch size) and `render` (frames per second of the JAX ray caster vs
-resolution and batch size). Compilation and a warm-up call are excluded; each
+batch size) and `render` (frames per second of each render backend — the JAX
+ray caster and, when installed, MuJoCo Warp — vs resolution and batch size). Compilation and a warm-up call are excluded; each
 figure is the median of several timed calls. Device and versions are printed
 and written with the results.
 """
@@ -23,6 +23,8 @@ import mujoco
 import numpy as np
 
 from physsim import env as env_lib
+from physsim import render as render_lib
+from physsim.sim.scene import warp_available
 
 SECTIONS = ("physics", "render")
 
@@ -56,19 +58,27 @@ def bench_physics(batch_sizes, seconds: float, repeats: int) -> list[dict]:
     return rows
 
 
-def bench_render(batch_sizes, resolutions, repeats: int, scenario: str = "ramp") -> list[dict]:
+def render_backends() -> list[str]:
+    """The render backends installed here ('warp' needs warp-lang and mujoco-warp)."""
+    return [b for b in render_lib.BACKENDS if b != "warp" or warp_available()]
+
+
+def bench_render(batch_sizes, resolutions, repeats: int, backends, scenario: str = "ramp") -> list[dict]:
     env = env_lib.make(scenario)
     rows = []
     for b in batch_sizes:
         state = env.reset(jax.random.key(0), batch_size=b)
         traj = env.rollout(state, 1.0 / env.layout.fps, check=False)  # frames 0 and 1
         frames = traj.frames.pos.shape[1]
-        for res in resolutions:
-            elapsed = _median_seconds(lambda: env.render(traj, width=res, height=res), repeats)
-            fps = b * frames / elapsed
-            rows.append({"section": "render", "backend": "jax", "scenario": scenario, "batch_size": b * frames,
-                         "resolution": f"{res}x{res}", "figure": fps, "unit": "frames/s", "device": device_name()})
-            print(f"render   jax {res}x{res:<4} frames={b * frames:<5} {fps:>12,.0f} frames/s", flush=True)
+        for backend in backends:
+            for res in resolutions:
+                elapsed = _median_seconds(lambda: env.render(traj, width=res, height=res, backend=backend), repeats)
+                fps = b * frames / elapsed
+                rows.append({"section": "render", "backend": backend, "scenario": scenario,
+                             "batch_size": b * frames, "resolution": f"{res}x{res}", "figure": fps,
+                             "unit": "frames/s", "device": device_name()})
+                print(f"render   {backend:<4} {res}x{res:<4} frames={b * frames:<5} {fps:>12,.0f} frames/s",
+                      flush=True)
     return rows
 
 
@@ -77,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small batches, one repeat: a smoke run")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--render-backends", nargs="+", choices=render_lib.BACKENDS, default=None,
+                        help="render backends to time (default: every installed one)")
     args = parser.parse_args(argv)
     header = {"device": device_name(), "jax": jax.__version__, "mujoco": mujoco.__version__,
               "numpy": np.__version__, "python": platform.python_version(), "quick": args.quick}
@@ -87,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_physics([16] if args.quick else [16, 64, 256, 1024], 0.4, repeats)
     if "render" in args.sections:
         batches = [8] if args.quick else [8, 32, 128, 512]  # x2 frames each: 16 ... 1024 frames
-        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats)
+        backends = args.render_backends or render_backends()
+        if "warp" in backends and not warp_available():
+            parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
+        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**header, "results": rows}, indent=2))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +139,14 @@ class Env:
         camera: Camera | None = None,
         jitter_key: jax.Array | None = None,
         jitter: float = 0.15,
+        backend: str = "jax",
     ) -> Images:
         """RGB (B, T, H, W, 3) uint8, depth (B, T, H, W) metres, segmentation (B, T, H, W) int32.
 
         With `jitter_key`, each world's camera position moves by up to `jitter`
         metres along each axis (uniform), still aimed at the same target.
+        `backend` is 'jax' (the ray caster, jit-able anywhere) or 'warp'
+        (MuJoCo Warp's renderer, when installed).
         """
         camera = camera or self.camera(width, height)
         offsets = None
@@ -151,7 +155,7 @@ class Env:
                 raise ValueError(f"jitter={jitter} m must be a finite non-negative distance")
             batch = traj.frames.geom_xpos.shape[0]
             offsets = jax.random.uniform(jitter_key, (batch, 3), jnp.float32, -jitter, jitter)
-        return render_lib.render(
+        return render_lib.render_with(backend)(
             traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, offsets, layout=self.layout, camera=camera
         )
 
@@ -181,16 +185,34 @@ def _frames_of(video) -> np.ndarray:
     return video
 
 
+VIDEO_SUFFIXES = (".gif", ".png", ".mp4")
+
+
 def save_video(video, path, fps: float = 25.0) -> Path:
-    """Writes a (T, H, W, 3) video (or the first world of a batch) as an animated GIF or PNG."""
+    """Writes a (T, H, W, 3) video (or the first world of a batch) as .gif, animated .png or .mp4 (H.264)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"save_video writes {', '.join(VIDEO_SUFFIXES)}; not {path.suffix!r}")
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"fps={fps} must be a positive number")
+    frames = _frames_of(video)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".mp4":
+        import imageio.v3 as iio
+
+        # H.264 in yuv420p needs even sides: repeat the last row / column where odd.
+        pad = ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0))
+        frames = np.pad(frames, pad, mode="edge")
+        with warnings.catch_warnings():
+            # imageio starts ffmpeg with fork + exec; JAX's fork warning does not apply to that.
+            warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+            iio.imwrite(path, frames, fps=fps, codec="libx264", macro_block_size=1)
+        return path
     from PIL import Image
 
-    path = Path(path)
-    if path.suffix.lower() not in (".gif", ".png"):
-        raise ValueError(f"save_video writes .gif (or animated .png), not {path.suffix!r}")
-    frames = [Image.fromarray(f) for f in _frames_of(video)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(round(1000 / fps)), loop=0)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0)
     return path
 
 

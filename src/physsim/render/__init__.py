@@ -1,10 +1,29 @@
 """Renderers: camera rays, analytic ray-geom intersection, shading.
 
-Knows nothing of questions or models. The default backend is the pure-JAX
-ray caster in `raycast`.
+Knows nothing of questions or models. Two backends draw the same `Images`:
+'jax', the pure-JAX ray caster in `raycast` (the default; jit-able and
+shardable inside the training step on any device), and 'warp', MuJoCo Warp's
+renderer in `warp_backend` (optional; used to check the ray caster).
 """
+
+from collections.abc import Callable
 
 from physsim.render.camera import Camera
 from physsim.render.raycast import Images, geom_table, render, render_frame
 
-__all__ = ["Camera", "Images", "geom_table", "render", "render_frame"]
+BACKENDS = ("jax", "warp")
+
+
+def render_with(backend: str) -> Callable[..., Images]:
+    """The batched render function of `backend` (same signature as `raycast.render`)."""
+    if backend == "jax":
+        return render
+    if backend == "warp":
+        from physsim.render import warp_backend
+
+        warp_backend.require_warp()
+        return warp_backend.render
+    raise ValueError(f"unknown render backend {backend!r}; choose one of {BACKENDS}")
+
+
+__all__ = ["BACKENDS", "Camera", "Images", "geom_table", "render", "render_frame", "render_with"]

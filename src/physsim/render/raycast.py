@@ -31,6 +31,7 @@ AMBIENT, DIFFUSE = 0.35, 0.65
 SKY = (0.62, 0.74, 0.88)
 CHECKER_SIZE = 0.25  # metres per floor tile
 CHECKER_DARK = 0.7
+FAR = 200.0  # metres; hits farther along the optical axis count as sky (as MuJoCo's zfar)
 
 
 @struct.dataclass
@@ -128,7 +129,7 @@ def render_frame(
     t, normals = _hits(table, origin, rays, geom_xpos, geom_xmat, size)
     geom = jnp.argmin(t, axis=0)
     t_hit = jnp.min(t, axis=0)
-    hit = jnp.isfinite(t_hit)
+    hit = t_hit * cos_axis.reshape(-1) <= FAR
     normal = jnp.take_along_axis(normals, geom[None, :, None], axis=0)[0]
     # Shade the side facing the camera (rays can graze planes from below).
     normal = jnp.where(jnp.sum(normal * rays, axis=-1, keepdims=True) > 0, -normal, normal)

@@ -147,9 +147,8 @@ def _quat_ok(q: Sequence[float]) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
-@functools.lru_cache(maxsize=64)
-def build_mj_model(layout: SceneLayout) -> mujoco.MjModel:
-    """Compiles the layout with MuJoCo; every slot is present, sizes nominal."""
+def build_spec(layout: SceneLayout) -> mujoco.MjSpec:
+    """A fresh MjSpec of the layout (renderers add their camera to it before compiling)."""
     spec = mujoco.MjSpec()
     spec.option.timestep = layout.timestep
     spec.option.cone = mujoco.mjtCone.mjCONE_PYRAMIDAL
@@ -185,11 +184,21 @@ def build_mj_model(layout: SceneLayout) -> mujoco.MjModel:
             solimp=list(OBJECT_SOLIMP),
             solref=[-stiffness, -0.0],
         )
+    return spec
+
+
+def compile_spec(spec: mujoco.MjSpec) -> mujoco.MjModel:
     model = spec.compile()
     # Static geom poses are randomised per world; MuJoCo C would ignore a new
     # geom_pos for geoms it compiled as sitting exactly on their body frame.
     model.geom_sameframe[model.geom_bodyid == 0] = 0
     return model
+
+
+@functools.lru_cache(maxsize=64)
+def build_mj_model(layout: SceneLayout) -> mujoco.MjModel:
+    """Compiles the layout with MuJoCo; every slot is present, sizes nominal."""
+    return compile_spec(build_spec(layout))
 
 
 @functools.lru_cache(maxsize=64)
