@@ -163,6 +163,46 @@ class Env:
         """The video (B, T, H, W, 3) uint8 of a rollout; keyword arguments as for `render_images`."""
         return self.render_images(traj, **kwargs).rgb
 
+    def ask(self, traj: Trajectory, key: jax.Array | None = None, observe_seconds: float | None = None
+            ) -> builtins.list[builtins.list[dict]]:
+        """Every question the family can ask of each world of a rollout, with its measured answer.
+
+        Returns, per world, a list of dicts with 'question', 'answer',
+        'explanation' (causal questions), 'task', 'template' and 'tolerance'.
+        Counterfactual twins are simulated here; `key` picks paraphrases
+        (the first one without a key). `observe_seconds` is the window the
+        video would show (default: the family's).
+        """
+        from physsim.questions import pipeline
+
+        observe = self.scenario.observe_seconds if observe_seconds is None else observe_seconds
+        if not 0 < observe <= float(traj.time[-1]) + 1e-9:
+            raise ValueError(f"observation window {observe} s must be positive and within the {float(traj.time[-1])} s rollout")
+        _, facts, sound = pipeline.measure_facts(
+            self.name, traj.params, traj.world, traj.frames, observe_seconds=observe, impl=self.impl
+        )
+        facts = jax.tree.map(np.asarray, facts)
+        sound = np.asarray(sound)
+        rng = np.random.default_rng(None if key is None else np.asarray(jax.random.key_data(key)).tolist())
+        out = []
+        for b in range(sound.shape[0]):
+            asked = []
+            for t in self.scenario.questions:
+                f = facts[t.fact]
+                if not (sound[b] and f.valid[b]):
+                    continue
+                value = float(f.value[b])
+                asked.append({
+                    "question": t.paraphrases[int(rng.integers(len(t.paraphrases))) if key is not None else 0],
+                    "answer": t.answer_text(value),
+                    "explanation": t.explain(value, float(f.time[b])),
+                    "task": t.task,
+                    "template": t.name,
+                    "tolerance": t.tolerance_text(),
+                })
+            out.append(asked)
+        return out
+
     def _raise_if_invalid(self, traj: Trajectory) -> None:
         valid = np.asarray(traj.frames.valid).all(axis=1)
         if valid.all():

@@ -12,15 +12,51 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 
+from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.sim import params as params_lib
 from physsim.sim.contact import RESTITUTION_RANGE
 from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.randomize import WorldParams, static_defaults
 from physsim.sim.scene import PARKING_X, SceneLayout, StaticGeom
+from physsim.sim.simulate import Frames
 
 _REGISTRY: dict[str, type[Scenario]] = {}
+
+
+@struct.dataclass
+class Fact:
+    """One measured fact of one world: its value, whether it can be asked about, an event time."""
+
+    value: jax.Array  # () float32: bool, option index or number
+    valid: jax.Array  # () bool: the question is well posed for this world
+    time: jax.Array  # () float32 s: the event behind it (for explanations); nan if none
+
+
+def fact(value, valid=True, time=jnp.nan) -> Fact:
+    return Fact(
+        value=jnp.asarray(value, jnp.float32),
+        valid=jnp.asarray(valid, bool),
+        time=jnp.asarray(time, jnp.float32),
+    )
+
+
+@struct.dataclass
+class Run:
+    """What a family's facts are measured from, for one world (no batch axis)."""
+
+    params: dict[str, jax.Array]
+    world: WorldParams
+    frames: Frames  # the factual rollout
+    twins: dict[str, Frames]  # the intervened rollouts, by intervention name
+    observe_seconds: float = struct.field(pytree_node=False, default=0.0)
+
+    @property
+    def observed(self) -> jax.Array:
+        """(T,) bool: frames inside the observation window the model sees."""
+        return self.frames.time <= self.observe_seconds + 1e-6
 
 
 class Scenario(abc.ABC):
@@ -28,6 +64,11 @@ class Scenario(abc.ABC):
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
     default_seconds: ClassVar[float] = 2.0
+    # The video the model sees is the first `observe_seconds`; predictions are about what follows.
+    observe_seconds: ClassVar[float] = 0.6
+    questions: ClassVar[tuple[Template, ...]] = ()
+    # Interventions simulated beside every factual world (counterfactual twins).
+    twins: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abc.abstractmethod
@@ -43,6 +84,16 @@ class Scenario(abc.ABC):
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
         """Where this family is filmed from; families override the pose."""
         return Camera(width=width, height=height)
+
+    @classmethod
+    def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        """The world changed by intervention `twin` (one of `twins`)."""
+        raise ValueError(f"scenario {cls.name!r} has no intervention {twin!r}; it has {cls.twins}")
+
+    @classmethod
+    def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
+        """Every fact its questions read, measured from one world's rollouts."""
+        return {}
 
     @classmethod
     def sample(cls, key: jax.Array, batch_size: int, split: str = "train") -> dict[str, jax.Array]:
@@ -129,6 +180,17 @@ def default_world(layout: SceneLayout, *, gravity: jax.Array, mass, size, fricti
         angvel=jnp.zeros((n, 3), jnp.float32),
         static_pos=jnp.asarray(static_pos),
         static_quat=jnp.asarray(static_quat),
+    )
+
+
+def remove_object(world: WorldParams, layout: SceneLayout, i: int) -> WorldParams:
+    """The world without object `i`: parked at rest far away (slots are static, so nothing is deleted)."""
+    parked = parked_positions(layout, world.size[:, 2])
+    return world.replace(
+        pos=world.pos.at[i].set(parked[i]),
+        quat=world.quat.at[i].set(jnp.array([1.0, 0.0, 0.0, 0.0])),
+        linvel=world.linvel.at[i].set(0.0),
+        angvel=world.angvel.at[i].set(0.0),
     )
 
 

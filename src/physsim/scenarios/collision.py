@@ -10,12 +10,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from physsim.questions.templates import Template
+from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    Fact,
+    Run,
     Scenario,
     cube_sizes,
     default_world,
+    fact,
     friction_param,
     mass_param,
     register,
@@ -39,6 +44,30 @@ PARAMS = (
     GRAVITY,
 )
 
+BALLS = ("the red ball", "the blue ball")
+AFTER = 0.2  # s after the impact at which "faster after" compares speeds
+MASS_RATIO = 1.5  # "heavier" is asked only when the masses differ at least this much
+
+QUESTIONS = (
+    Template("will_collide", "state", "yesno", "will_collide", (
+        "Will the red ball and the blue ball collide?",
+        "Are the two balls going to hit each other?",
+        "Will the red ball hit the blue ball?",
+    )),
+    Template("collision_time", "state", "number", "collision_time", (
+        "When will the red ball and the blue ball collide?",
+        "At what time will the two balls hit each other?",
+    ), unit="s", abs_tol=0.1),
+    Template("faster_after", "state", "choice", "faster_after", (
+        "Which ball will move faster after the collision?",
+        "After they collide, which ball is faster?",
+    ), options=BALLS),
+    Template("heavier", "property", "choice", "heavier", (
+        "Which ball is heavier?",
+        "Which of the two balls has more mass?",
+    ), options=BALLS),
+)
+
 
 @register
 class Collision(Scenario):
@@ -46,6 +75,8 @@ class Collision(Scenario):
     description = "two balls rolling towards each other on a floor"
     params = PARAMS
     default_seconds = 2.0
+    observe_seconds = 0.6
+    questions = QUESTIONS
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -77,3 +108,21 @@ class Collision(Scenario):
         # Rolling without slipping along x: angular velocity about +y is v / r.
         angvel = jnp.stack([jnp.zeros(2), vx / r, jnp.zeros(2)], axis=-1)
         return w.replace(pos=pos, linvel=linvel, angvel=angvel)
+
+    @classmethod
+    def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
+        f = run.frames
+        t_obs, t_end = run.observe_seconds, f.time[-1]
+        hit = measure.first_touch(f, measure.pair(layout, 0, 1))
+        collides = jnp.isfinite(hit)
+        ahead = hit > t_obs  # not yet happened in the video the model sees
+        speeds = jnp.stack([measure.speed(f, 0), measure.speed(f, 1)], axis=-1)
+        after = measure.at_time(speeds, f.time, hit + AFTER)
+        distinct = jnp.abs(after[0] - after[1]) > 0.1 * jnp.max(after)
+        mass = run.world.mass
+        return {
+            "will_collide": fact(collides, ahead, hit),
+            "collision_time": fact(jnp.where(collides, hit, 0.0), collides & ahead, hit),
+            "faster_after": fact(jnp.argmax(after), collides & ahead & (hit + AFTER <= t_end) & distinct, hit),
+            "heavier": fact(jnp.argmax(mass), collides & ~ahead & (jnp.max(mass) >= MASS_RATIO * jnp.min(mass)), hit),
+        }

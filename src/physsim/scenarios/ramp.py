@@ -9,12 +9,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from physsim.questions.templates import Template
+from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    Fact,
+    Run,
     Scenario,
     cube_sizes,
     default_world,
+    fact,
     friction_param,
     mass_param,
     quat_about_y,
@@ -44,6 +49,25 @@ PARAMS = (
     Param("shape", "", "0 = sphere, 1 = cube", train=(0.0, 1.0), valid=Interval(0.0, 1.0), choices=(0, 1)),
 )
 
+MOTIONS = ("it rolls", "it slides", "it stays still")
+ROLLING = 0.7  # |w| r / |v| above this on the slope counts as rolling (1 = no slip)
+
+QUESTIONS = (
+    Template("motion", "state", "choice", "motion", (
+        "Will the object roll, slide or stay still on the slope?",
+        "How does the object move on the slope?",
+        "Does the object roll down the slope, slide down it, or stay where it is?",
+    ), options=MOTIONS),
+    Template("speed_at_bottom", "state", "number", "speed_at_bottom", (
+        "How fast will the object be moving at the bottom of the slope?",
+        "What speed will the object have when it reaches the floor?",
+    ), unit="m/s", rel_tol=0.1, abs_tol=0.05),
+    Template("floor_distance", "state", "number", "floor_distance", (
+        "How far past the foot of the slope will the object be at the end?",
+        "At the end of the video, how far along the floor from the slope is the object?",
+    ), unit="m", rel_tol=0.1, abs_tol=0.05),
+)
+
 
 @register
 class Ramp(Scenario):
@@ -51,6 +75,8 @@ class Ramp(Scenario):
     description = "a sphere or cube on a slope of random angle and friction"
     params = PARAMS
     default_seconds = 3.0
+    observe_seconds = 0.4
+    questions = QUESTIONS
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -100,3 +126,26 @@ class Ramp(Scenario):
         )
 
 
+
+    @classmethod
+    def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
+        f = run.frames
+        a = run.params["shape"].astype(jnp.int32)  # the active slot
+        pos, vel = f.pos[:, a], f.linvel[:, a]
+        v = jnp.linalg.norm(vel, axis=-1)
+        spin = jnp.linalg.norm(f.angvel[:, a], axis=-1) * run.world.size[a, 0]
+        on_slope = (pos[:, 0] > 0.0) & (v > 0.05)
+        ratio = jnp.sum(jnp.where(on_slope, spin, 0.0)) / jnp.maximum(jnp.sum(jnp.where(on_slope, v, 0.0)), 1e-6)
+        still = jnp.max(jnp.linalg.norm(pos - pos[0], axis=-1)) < measure.MOVED
+        motion = jnp.where(still, 2, jnp.where(ratio > ROLLING, 0, 1))
+        # The foot of the slope is at x = 0; the object comes down towards -x.
+        reached = pos[:, 0] <= 0.0
+        t_bottom = measure.first_time(reached, f.time)
+        arrives = jnp.isfinite(t_bottom)
+        k = jnp.argmax(reached)
+        ahead = t_bottom > run.observe_seconds
+        return {
+            "motion": fact(motion, True),
+            "speed_at_bottom": fact(v[k], arrives & ahead, t_bottom),
+            "floor_distance": fact(-pos[-1, 0], arrives, t_bottom),
+        }
