@@ -11,7 +11,7 @@ RAMP_BATCH, RAMP_SECONDS = 8, 1.0  # one compiled ramp program shared by these t
 
 
 def test_list_names_every_family():
-    assert {"ramp", "collision", "projectile"} <= set(physsim.env.list())
+    assert {"ramp", "collision", "projectile", "stack", "compare", "chain"} <= set(physsim.env.list())
 
 
 def test_unknown_scenario_suggests_closest():
@@ -152,9 +152,9 @@ def test_exploding_world_is_reported_with_its_parameters(key):
     state = env.reset(key, batch_size=2)
     # Bypass the range check on purpose: a launch at 500 m/s is beyond any sane scene.
     speed = np.asarray(state.params["speed"]).copy()
-    speed[1] = 500.0
+    speed[1, 0] = 500.0
     broken = state.replace(params={**state.params, "speed": jax.numpy.asarray(speed)})
-    with pytest.raises(physsim.env.InvalidWorldError, match=r"1 of 2 'projectile' worlds exploded.*world 1: speed=500"):
+    with pytest.raises(physsim.env.InvalidWorldError, match=r"1 of 2 'projectile' worlds exploded.*world 1: speed=\[500"):
         env.rollout(broken, 0.4)
     traj = env.rollout(broken, 0.4, check=False)
     assert np.asarray(traj.frames.valid).all(axis=1).tolist() == [True, False]

@@ -40,7 +40,7 @@ def test_row_fails_when_simulation_disagrees():
 def test_cli_writes_json_and_exit_code_follows_gated_rows(tmp_path, monkeypatch, validation_rows):
     monkeypatch.setattr(validate, "run_all", lambda: validation_rows)
     out = tmp_path / "report.json"
-    assert validate.main(["--json", str(out)]) == 0
+    assert validate.main(["--json", str(out), "--sections", "physics"]) == 0
     payload = json.loads(out.read_text())
     assert payload["passed"] is True
     assert len(payload["rows"]) == len(validation_rows)
@@ -48,5 +48,5 @@ def test_cli_writes_json_and_exit_code_follows_gated_rows(tmp_path, monkeypatch,
 
     failing = validation_rows + [validate.Row("broken", "q", "m", 1.0, 2.0, 0.02)]
     monkeypatch.setattr(validate, "run_all", lambda: failing)
-    assert validate.main(["--json", str(out)]) == 1
+    assert validate.main(["--json", str(out), "--sections", "physics"]) == 1
     assert json.loads(out.read_text())["passed"] is False

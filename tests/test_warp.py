@@ -14,7 +14,7 @@ def test_warp_rollout_matches_jax_in_flight_and_marks_contacts_unmeasured():
     jax_env = physsim.env.make("projectile")
     warp_env = physsim.env.make("projectile", impl="warp")
     # Steep, fast launches: every ball is still in the air at 0.4 s.
-    state = jax_env.reset(key, batch_size=4, elevation=70.0, speed=[5.0, 5.5, 6.0, 4.5])
+    state = jax_env.reset(key, batch_size=4, elevation=70.0, speed=[[5.0, 5.5], [6.0, 4.5], [5.2, 5.8], [4.6, 5.1]])
     by_jax = jax_env.rollout(state, 0.4)
     by_warp = warp_env.rollout(state, 0.4)
     np.testing.assert_allclose(np.asarray(by_warp.frames.pos), np.asarray(by_jax.frames.pos), atol=1e-4)
@@ -32,7 +32,8 @@ def test_warp_renderer_agrees_with_jax_ray_caster(family):
     by_warp = env.render_images(traj, backend="warp", **kwargs)
     seg_j, seg_w = np.asarray(by_jax.segmentation), np.asarray(by_warp.segmentation)
     visible = [s for s in np.unique(seg_j) if s >= 0]
-    assert set(range(env.layout.n_objects)) <= set(visible), "every object should be in view somewhere"
+    in_play = {i for i in range(env.layout.n_objects) if (np.asarray(traj.frames.pos)[:, 0, i, 0] < 40).any()}
+    assert in_play and in_play <= set(visible), "every object in play should be in view somewhere"
     for s in visible:
         a, b = seg_j == s, seg_w == s
         iou = (a & b).sum() / (a | b).sum()

@@ -149,11 +149,12 @@ class Env:
         (MuJoCo Warp's renderer, when installed).
         """
         camera = camera or self.camera(width, height)
-        offsets = None
+        batch = traj.frames.geom_xpos.shape[0]
+        # Always an array (zeros without a key): one compiled program, so a zero jitter is bit-identical.
+        offsets = jnp.zeros((batch, 3), jnp.float32)
         if jitter_key is not None:
             if not (jitter >= 0 and np.isfinite(jitter)):
                 raise ValueError(f"jitter={jitter} m must be a finite non-negative distance")
-            batch = traj.frames.geom_xpos.shape[0]
             offsets = jax.random.uniform(jitter_key, (batch, 3), jnp.float32, -jitter, jitter)
         return render_lib.render_with(backend)(
             traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, offsets, layout=self.layout, camera=camera

@@ -320,22 +320,66 @@ def print_table(rows: list[Row]) -> None:
     Console(width=150).print(table)
 
 
+def print_question_tables(checks, balance) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=150)
+    table = Table(title="facts against independent measurements (64 worlds per family)")
+    for column in ("family", "check", "agree", "worlds", "needed", "result"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.family, c.name, f"{c.agree:.1%}", str(c.n), f"{c.required:.0%}",
+                      "[green]pass[/green]" if c.passed else "[red]FAIL[/red]")
+    console.print(table)
+    table = Table(title="answer balance per template (2000 balanced draws each)")
+    for column in ("template", "task", "samples", "answers", "chance", "max excess"):
+        table.add_column(column)
+    for row in balance:
+        if row["kind"] == "number":
+            answers = f"mean {row['mean']:.3g}, std {row['std']:.3g} (number)"
+            chance, excess = "-", "-"
+        else:
+            answers = ", ".join(f"{k}: {v:.1%}" for k, v in row["fractions"].items())
+            chance, excess = f"{row['chance']:.1%}", f"{100 * row['max_excess']:+.1f} pp"
+        table.add_row(row["template"], row["task"], str(row["samples"]), answers, chance, excess)
+    console.print(table)
+
+
+BALANCE_LIMIT = 0.05  # an answer class may exceed chance by at most 5 points
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m physsim.validate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
+    parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
     args = parser.parse_args(argv)
-    rows = run_all()
-    print_table(rows)
+    rows, checks, balance = [], [], []
+    if "physics" in args.sections:
+        rows = run_all()
+        print_table(rows)
+    if "questions" in args.sections:
+        from physsim.questions import selfcheck
+
+        checks, balance = selfcheck.self_check_all()
+        print_question_tables(checks, balance)
+    passed = (
+        all_gated_pass(rows)
+        and all(c.passed for c in checks)
+        and all(b["kind"] == "number" or b["max_excess"] <= BALANCE_LIMIT for b in balance)
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "device": str(jax.devices()[0]),
             "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
             "rows": [r.as_dict() for r in rows],
-            "passed": all_gated_pass(rows),
+            "fact_checks": [dict(vars(c), passed=c.passed) for c in checks],
+            "answer_balance": balance,
+            "passed": passed,
         }
         args.json.write_text(json.dumps(payload, indent=2))
-    return 0 if all_gated_pass(rows) else 1
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import numpy as np
 
 from physsim import scenarios
 from physsim.questions import pipeline
-from physsim.scenarios import measure
+from physsim.scenarios import measure, ramp
+from physsim.sim.contact import MIN_FRICTION
 from physsim.sim.scene import PARKING_X, scene_index
 
 
@@ -56,7 +57,14 @@ def check_collision(m: pipeline.Measured, layout) -> list[tuple[str, np.ndarray,
     first_near = f.time[np.arange(len(gap)), np.argmax(near, axis=1)]
     timely = np.abs(first_near - t_fact) <= 1.0 / layout.fps + 5e-3
     every = np.ones_like(will)
+    # Twin with a 4x heavier red ball: the red ball keeps more of its velocity through the impact.
+    twin = _np(m.twins["heavy_red"])
+    k = np.minimum(np.searchsorted(f.time[0], t_fact + 0.2), f.time.shape[1] - 1)
+    b = np.arange(len(k))
+    keeps = twin.linvel[b, k, 0, 0] >= f.linvel[b, k, 0, 0] - 1e-3
     return [
+        ("twin 'heavy_red': the heavier red ball keeps more velocity through the impact (momentum)", keeps,
+         np.asarray(m.facts["collision_time"].valid), 0.95),
         ("will_collide = centres came within r1 + r2 (geometry, not contact events)", will == touches, every, 0.97),
         ("collision_time = when the centres first come within touching range, to one frame", timely,
          np.asarray(m.facts["collision_time"].valid), 0.97),
@@ -78,7 +86,11 @@ def check_projectile(m, layout):
     apex_law = vz**2 / (2 * g)
     apex = np.asarray(m.facts["apex_height"].value)
     near_law = np.abs(apex - apex_law) <= 0.05 * apex_law + 0.01
+    low = np.asarray(m.facts["landing_if_low_gravity"].value)
+    doubled = np.abs(low / np.maximum(value, 1e-6) - 2.0) <= 0.1
     return [
+        ("twin 'half_gravity': the landing distance doubles (same launch, half g, no drag)", doubled,
+         np.asarray(m.facts["landing_if_low_gravity"].valid), 0.95),
         ("landing point = ball's distance at first floor contact (between the frames around it)",
          between, np.asarray(fact.valid), 0.97),
         ("apex height = v_z^2 / 2g of the launch (no drag)", near_law, np.asarray(m.facts["apex_height"].valid), 0.95),
@@ -103,7 +115,15 @@ def check_ramp(m, layout):
     bottom = np.asarray(m.facts["speed_at_bottom"].value)
     z_end = f.pos[b, -1, a, 2]
     bound = np.sqrt(2 * g * np.maximum(z0 - z_end, 0.0)) * 1.05 + 0.05
+    # Twin with half the friction: Coulomb again, on the twin's own friction.
+    twin_friction = np.maximum(p["friction"] * ramp.SLIPPERIER, MIN_FRICTION)
+    twin_law = np.where(twin_friction > tan, 2, 1)
+    twin_motion = np.asarray(m.facts["if_slippery"].value)
+    twin_agrees = (twin_motion == twin_law) | ((twin_law == 1) & (twin_motion == 0))
+    twin_clear = np.abs(twin_friction - tan) > 0.1
     return [
+        ("twin 'slippery': a cube sticks iff its halved friction > tan(angle)", twin_agrees,
+         cube & twin_clear, 0.9),
         ("a cube sticks iff friction > tan(angle) (Coulomb), away from the boundary", agrees, cube & clear, 0.9),
         ("speed at the bottom <= free fall through the height lost (energy)", bottom <= bound,
          np.asarray(m.facts["speed_at_bottom"].valid), 1.0),

@@ -49,11 +49,11 @@ PARAMS = (
           choices=(0, 1)),
     Param("kick_speed", "m/s", "launch speed of the green ball when kicked", train=(0.3, 1.5),
           valid=Interval(0.0, 10.0)),
-    Param("gap", "m", "free space in front of each ball", train=(0.05, 0.6), ood=((0.7, 0.9),),
+    Param("gap", "m", "free space in front of each ball", train=(0.05, 0.35), ood=((0.4, 0.5),),
           valid=Interval(0.0, 2.0), per_object=True),
     Param("offset", "m", "sideways offset of each ball from the line", train=(-0.05, 0.05),
           valid=Interval(-0.2, 0.2), per_object=True),
-    Param("radius", "m", "radius of the balls", train=(0.06, 0.09), valid=Interval(0.01, 0.2)),
+    Param("radius", "m", "radius of the balls", train=(0.08, 0.11), valid=Interval(0.01, 0.2)),
     mass_param("mass of each ball", per_object=True),
     friction_param("sliding friction of each ball", (0.2, 0.6), per_object=True),
     restitution_param("bounciness of each ball", (0.5, 0.9), per_object=True),
@@ -120,7 +120,7 @@ class Chain(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.6, -3.0, 1.5), target=(0.6, 0.0, 0.0), fovy=50.0, width=width, height=height)
+        return Camera(position=(0.65, -1.9, 1.5), target=(0.65, 0.0, 0.0), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:

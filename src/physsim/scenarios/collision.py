@@ -1,8 +1,10 @@
-"""Two balls roll towards each other on the floor and may collide.
+"""Two balls roll on the floor, mostly towards each other, and may collide.
 
-Slot 0 (red) starts on the left moving right; slot 1 (blue) starts on the
-right, at rest or moving left. Both start rolling without slipping, so the
-only thing that changes their motion before impact is rolling contact.
+Slot 0 (red) starts on the left, slot 1 (blue) on the right; each rolls
+towards the other at its own speed, or away from it when the speed is
+negative (so "will they collide?" has both answers). Both start rolling
+without slipping, so nothing but rolling contact changes their motion
+before an impact.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
 PARAMS = (
-    Param("speed", "m/s", "initial speed of each ball towards the other", train=(0.0, 2.5),
-          ood=((3.0, 4.0),), valid=Interval(0.0, 10.0), per_object=True),
-    Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.5, 2.0),
-          ood=((2.5, 3.0),), valid=Interval(0.0, 5.0)),
+    Param("speed", "m/s", "initial speed of each ball towards the other (negative: away from it)",
+          train=(-1.0, 2.5), ood=((3.0, 4.0),), valid=Interval(-10.0, 10.0), per_object=True),
+    Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.4, 1.4),
+          ood=((1.6, 2.0),), valid=Interval(0.0, 5.0)),
     mass_param("mass of each ball", per_object=True),
-    Param("radius", "m", "radius of each ball", train=(0.05, 0.12), ood=((0.15, 0.2),),
+    Param("radius", "m", "radius of each ball", train=(0.07, 0.12), ood=((0.15, 0.2),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.2, 0.8), ood=((1.0, 1.5),), per_object=True),
     restitution_param("bounciness of each ball", (0.3, 0.9), per_object=True),
@@ -46,6 +48,7 @@ PARAMS = (
 
 BALLS = ("the red ball", "the blue ball")
 AFTER = 0.2  # s after the impact at which "faster after" compares speeds
+HEAVIER = 4.0  # the counterfactual twin's red ball has this many times its mass
 MASS_RATIO = 1.5  # "heavier" is asked only when the masses differ at least this much
 
 QUESTIONS = (
@@ -62,6 +65,10 @@ QUESTIONS = (
         "Which ball will move faster after the collision?",
         "After they collide, which ball is faster?",
     ), options=BALLS),
+    Template("if_red_heavier", "counterfactual", "choice", "if_red_heavier", (
+        "If the red ball were four times heavier, which ball would move faster after the collision?",
+        "Suppose the red ball had four times its mass: which ball would be faster after they collide?",
+    ), options=BALLS),
     Template("heavier", "property", "choice", "heavier", (
         "Which ball is heavier?",
         "Which of the two balls has more mass?",
@@ -77,6 +84,7 @@ class Collision(Scenario):
     default_seconds = 2.0
     observe_seconds = 0.6
     questions = QUESTIONS
+    twins = ("heavy_red",)
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -92,7 +100,7 @@ class Collision(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.0, -2.6, 1.0), target=(0.0, 0.0, 0.1), width=width, height=height)
+        return Camera(position=(0.0, -2.1, 0.8), target=(0.0, 0.0, 0.1), width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -110,6 +118,12 @@ class Collision(Scenario):
         return w.replace(pos=pos, linvel=linvel, angvel=angvel)
 
     @classmethod
+    def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        if twin == "heavy_red":
+            return world.replace(mass=world.mass.at[0].multiply(HEAVIER))
+        return super().intervene(twin, world, p, layout)
+
+    @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
         f = run.frames
         t_obs, t_end = run.observe_seconds, f.time[-1]
@@ -120,7 +134,14 @@ class Collision(Scenario):
         after = measure.at_time(speeds, f.time, hit + AFTER)
         distinct = jnp.abs(after[0] - after[1]) > 0.1 * jnp.max(after)
         mass = run.world.mass
+        twin = run.twins["heavy_red"]
+        twin_hit = measure.first_touch(twin, measure.pair(layout, 0, 1))
+        twin_after = measure.at_time(jnp.stack([measure.speed(twin, 0), measure.speed(twin, 1)], axis=-1),
+                                     twin.time, twin_hit + AFTER)
+        twin_ok = (jnp.isfinite(twin_hit) & (twin_hit + AFTER <= t_end)
+                   & (jnp.abs(twin_after[0] - twin_after[1]) > 0.1 * jnp.max(twin_after)))
         return {
+            "if_red_heavier": fact(jnp.argmax(twin_after), collides & ahead & twin_ok, twin_hit),
             "will_collide": fact(collides, ahead, hit),
             "collision_time": fact(jnp.where(collides, hit, 0.0), collides & ahead, hit),
             "faster_after": fact(jnp.argmax(after), collides & ahead & (hit + AFTER <= t_end) & distinct, hit),

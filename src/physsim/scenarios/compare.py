@@ -49,7 +49,7 @@ PARAMS = (
           valid=Interval(RESTITUTION_RANGE[0], RESTITUTION_RANGE[1] / 1.5)),
     Param("friction", "", "friction of the more slippery object", train=(0.1, 0.3), ood=((0.04, 0.08),),
           valid=FRICTION),
-    Param("size", "m", "radius or half-edge of the smaller object", train=(0.05, 0.07), valid=Interval(0.02, 0.1)),
+    Param("size", "m", "radius or half-edge of the smaller object", train=(0.07, 0.1), valid=Interval(0.02, 0.1)),
     GRAVITY,
 )
 
@@ -96,7 +96,7 @@ class Compare(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.4, -2.4, 0.9), target=(0.4, 0.0, 0.25), fovy=50.0, width=width, height=height)
+        return Camera(position=(0.3, -1.9, 0.8), target=(0.3, 0.0, 0.25), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:

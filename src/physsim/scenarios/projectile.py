@@ -33,12 +33,12 @@ from physsim.sim.scene import ObjectSlot, SceneLayout
 LANE = 0.25  # m either side of y = 0
 
 PARAMS = (
-    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 4.5), ood=((5.0, 6.0),),
+    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 3.5), ood=((4.0, 5.0),),
           valid=Interval(0.0, 20.0), per_object=True),
     Param("elevation", "deg", "launch angle above horizontal of each ball", train=(20.0, 70.0),
           ood=((75.0, 85.0),), valid=Interval(0.0, 90.0), per_object=True),
     mass_param("mass of each ball", per_object=True),
-    Param("radius", "m", "radius of each ball", train=(0.07, 0.12), ood=((0.13, 0.16),),
+    Param("radius", "m", "radius of each ball", train=(0.08, 0.12), ood=((0.13, 0.16),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.3, 0.8), per_object=True),
     restitution_param("bounciness on landing", (0.2, 0.7), per_object=True),
@@ -61,6 +61,10 @@ QUESTIONS = (
         "How long will the red ball fly before it lands?",
         "When will the red ball hit the floor?",
     ), unit="s", abs_tol=0.1),
+    Template("landing_if_low_gravity", "counterfactual", "number", "landing_if_low_gravity", (
+        "If gravity were half as strong, how far from its launch point would the red ball land?",
+        "With half the gravity, at what distance would the red ball first hit the floor?",
+    ), unit="m", rel_tol=0.1, abs_tol=0.05),
     Template("farther", "state", "choice", "farther", (
         "Which ball will land farther away?",
         "Which launch goes farther?",
@@ -72,9 +76,8 @@ QUESTIONS = (
 )
 
 
-def _flight(run: Run, layout: SceneLayout, i: int):
+def _flight(f, layout: SceneLayout, i: int):
     """Landing time, landing distance, apex rise and apex time of ball i, from its trajectory."""
-    f = run.frames
     landing = measure.first_touch(f, measure.pair(layout, None, i))
     lands = jnp.isfinite(landing)
     where = measure.at_time(f.pos[:, i], f.time, landing)
@@ -97,6 +100,7 @@ class Projectile(Scenario):
     default_seconds = 2.0
     observe_seconds = 0.2
     questions = QUESTIONS
+    twins = ("half_gravity",)
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -112,7 +116,7 @@ class Projectile(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(1.0, -3.0, 0.7), target=(1.0, 0.0, 0.45), fovy=45.0, width=width, height=height)
+        return Camera(position=(0.7, -2.1, 0.5), target=(0.7, 0.0, 0.35), fovy=50.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -127,15 +131,23 @@ class Projectile(Scenario):
         return w.replace(pos=pos, linvel=velocity)
 
     @classmethod
+    def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        if twin == "half_gravity":
+            return world.replace(gravity=0.5 * world.gravity)
+        return super().intervene(twin, world, p, layout)
+
+    @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
         t_obs = run.observe_seconds
-        red_land, red_lands, red_dist, red_apex, red_apex_t = _flight(run, layout, 0)
-        blue_land, blue_lands, blue_dist, blue_apex, _ = _flight(run, layout, 1)
+        red_land, red_lands, red_dist, red_apex, red_apex_t = _flight(run.frames, layout, 0)
+        blue_land, blue_lands, blue_dist, blue_apex, _ = _flight(run.frames, layout, 1)
+        _, low_lands, low_dist, _, _ = _flight(run.twins["half_gravity"], layout, 0)
         both = red_lands & blue_lands
         return {
             "landing_point": fact(red_dist, red_lands & (red_land > t_obs), red_land),
             "apex_height": fact(red_apex, red_apex_t > t_obs, red_apex_t),
             "flight_time": fact(jnp.where(red_lands, red_land, 0.0), red_lands & (red_land > t_obs), red_land),
+            "landing_if_low_gravity": fact(low_dist, low_lands & red_lands & (red_land > t_obs), red_land),
             "farther": fact(jnp.where(blue_dist > red_dist, 1, 0),
                             both & (jnp.minimum(red_land, blue_land) > t_obs) & _differ(red_dist, blue_dist)),
             "higher": fact(jnp.where(blue_apex > red_apex, 1, 0), _differ(red_apex, blue_apex)),

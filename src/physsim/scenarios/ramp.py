@@ -27,6 +27,7 @@ from physsim.scenarios.base import (
     restitution_param,
 )
 from physsim.render.camera import Camera
+from physsim.sim.contact import MIN_FRICTION
 from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
@@ -40,7 +41,7 @@ PARAMS = (
     friction_param("sliding friction of the object on the slope and floor", (0.05, 0.9),
                    ood=((0.03, 0.045), (1.0, 1.5))),
     mass_param("mass of the object"),
-    Param("size", "m", "sphere radius or cube half-edge", train=(0.05, 0.1), ood=((0.13, 0.18),),
+    Param("size", "m", "sphere radius or cube half-edge", train=(0.07, 0.12), ood=((0.13, 0.18),),
           valid=Interval(0.01, 0.3)),
     restitution_param("bounciness on landing", (0.2, 0.5)),
     GRAVITY,
@@ -50,6 +51,7 @@ PARAMS = (
 )
 
 MOTIONS = ("it rolls", "it slides", "it stays still")
+SLIPPERIER = 0.5  # the counterfactual twin's friction factor
 ROLLING = 0.7  # |w| r / |v| above this on the slope counts as rolling (1 = no slip)
 
 QUESTIONS = (
@@ -57,6 +59,10 @@ QUESTIONS = (
         "Will the object roll, slide or stay still on the slope?",
         "How does the object move on the slope?",
         "Does the object roll down the slope, slide down it, or stay where it is?",
+    ), options=MOTIONS),
+    Template("if_slippery", "counterfactual", "choice", "if_slippery", (
+        "If the surfaces were twice as slippery, would the object roll, slide or stay still?",
+        "Suppose friction were half of what it is: how would the object move on the slope?",
     ), options=MOTIONS),
     Template("speed_at_bottom", "state", "number", "speed_at_bottom", (
         "How fast will the object be moving at the bottom of the slope?",
@@ -77,6 +83,7 @@ class Ramp(Scenario):
     default_seconds = 3.0
     observe_seconds = 0.4
     questions = QUESTIONS
+    twins = ("slippery",)
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -95,7 +102,7 @@ class Ramp(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.2, -2.6, 1.0), target=(0.0, 0.0, 0.3), fovy=55.0, width=width, height=height)
+        return Camera(position=(0.3, -2.2, 0.9), target=(0.2, 0.0, 0.35), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -128,16 +135,17 @@ class Ramp(Scenario):
 
 
     @classmethod
+    def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
+        if twin == "slippery":
+            return world.replace(friction=jnp.maximum(world.friction * SLIPPERIER, MIN_FRICTION))
+        return super().intervene(twin, world, p, layout)
+
+    @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
         f = run.frames
         a = run.params["shape"].astype(jnp.int32)  # the active slot
-        pos, vel = f.pos[:, a], f.linvel[:, a]
-        v = jnp.linalg.norm(vel, axis=-1)
-        spin = jnp.linalg.norm(f.angvel[:, a], axis=-1) * run.world.size[a, 0]
-        on_slope = (pos[:, 0] > 0.0) & (v > 0.05)
-        ratio = jnp.sum(jnp.where(on_slope, spin, 0.0)) / jnp.maximum(jnp.sum(jnp.where(on_slope, v, 0.0)), 1e-6)
-        still = jnp.max(jnp.linalg.norm(pos - pos[0], axis=-1)) < measure.MOVED
-        motion = jnp.where(still, 2, jnp.where(ratio > ROLLING, 0, 1))
+        motion, pos, v = _motion(f, a, run.world.size[a, 0])
+        twin_motion, _, _ = _motion(run.twins["slippery"], a, run.world.size[a, 0])
         # The foot of the slope is at x = 0; the object comes down towards -x.
         reached = pos[:, 0] <= 0.0
         t_bottom = measure.first_time(reached, f.time)
@@ -146,6 +154,19 @@ class Ramp(Scenario):
         ahead = t_bottom > run.observe_seconds
         return {
             "motion": fact(motion, True),
+            "if_slippery": fact(twin_motion, True),
             "speed_at_bottom": fact(v[k], arrives & ahead, t_bottom),
             "floor_distance": fact(-pos[-1, 0], arrives, t_bottom),
         }
+
+
+def _motion(f, a, radius):
+    """0 rolls, 1 slides, 2 stays still; and the active object's positions and speeds."""
+    pos, vel = f.pos[:, a], f.linvel[:, a]
+    v = jnp.linalg.norm(vel, axis=-1)
+    spin = jnp.linalg.norm(f.angvel[:, a], axis=-1) * radius
+    on_slope = (pos[:, 0] > 0.0) & (v > 0.05)
+    ratio = jnp.sum(jnp.where(on_slope, spin, 0.0)) / jnp.maximum(jnp.sum(jnp.where(on_slope, v, 0.0)), 1e-6)
+    still = jnp.max(jnp.linalg.norm(pos - pos[0], axis=-1)) < measure.MOVED
+    motion = jnp.where(still, 2, jnp.where(ratio > ROLLING, 0, 1))
+    return motion, pos, v

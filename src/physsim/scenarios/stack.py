@@ -86,7 +86,7 @@ class Stack(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.0, -1.8, 0.6), target=(0.0, 0.0, 0.3), fovy=45.0, width=width, height=height)
+        return Camera(position=(0.0, -1.3, 0.55), target=(0.0, 0.0, 0.3), fovy=50.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
