@@ -1,8 +1,11 @@
 """Throughput of each stage: `python -m physsim.bench [--quick] [--sections ...] [--json PATH]`.
 
 Sections so far: `physics` (world-steps per second of each scene family vs
-batch size) and `render` (frames per second of each render backend — the JAX
-ray caster and, when installed, MuJoCo Warp — vs resolution and batch size). Compilation and a warm-up call are excluded; each
+batch size), `render` (frames per second of each render backend — the JAX
+ray caster and, when installed, MuJoCo Warp — vs resolution and batch size)
+and `questions` (QA samples per second of the whole jitted pipeline: sample,
+simulate with twins, measure facts, pick questions, render 64x64 video).
+Compilation and a warm-up call are excluded; each
 figure is the median of several timed calls. Device and versions are printed
 and written with the results.
 """
@@ -26,7 +29,7 @@ from physsim import env as env_lib
 from physsim import render as render_lib
 from physsim.sim.scene import warp_available
 
-SECTIONS = ("physics", "render")
+SECTIONS = ("physics", "render", "questions")
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -82,6 +85,25 @@ def bench_render(batch_sizes, resolutions, repeats: int, backends, scenario: str
     return rows
 
 
+def bench_questions(n_worlds: int, repeats: int, families=None) -> list[dict]:
+    """QA samples per second of the whole jitted pipeline per family (64x64, the family's observation window)."""
+    from physsim.questions import pipeline
+
+    rows = []
+    for name in families or env_lib.list():
+        spec = pipeline.BatchSpec(name, n_worlds=n_worlds, n_questions=n_worlds)
+        keys = iter(jax.random.split(jax.random.key(0), repeats + 1))
+        video_frames = len(spec.resolved().video_frames())
+        elapsed = _median_seconds(lambda: pipeline.qa_batch(next(keys), spec).video, repeats)
+        rate = n_worlds / elapsed
+        rows.append({"section": "questions", "scenario": name, "batch_size": n_worlds, "figure": rate,
+                     "unit": "QA samples/s", "video_frames": video_frames, "resolution": "64x64",
+                     "device": device_name()})
+        print(f"questions {name:<11} B={n_worlds:<5} {rate:>12,.1f} QA samples/s "
+              f"(simulate + twins + facts + render {video_frames} frames)", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m physsim.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, one repeat: a smoke run")
@@ -103,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         if "warp" in backends and not warp_available():
             parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
         rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends)
+    if "questions" in args.sections:
+        rows += bench_questions(16 if args.quick else 64, repeats, ["collision"] if args.quick else None)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
