@@ -26,7 +26,6 @@ from physsim.scenarios.base import (
     register,
     restitution_param,
 )
-from physsim.scenarios import measure
 from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
