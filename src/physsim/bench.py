@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small batches, one repeat: a smoke run")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--physics-batches", nargs="+", type=int, default=None,
+                        help="world batch sizes of the physics section (default 16 64 256 1024)")
     parser.add_argument("--render-backends", nargs="+", choices=render_lib.BACKENDS, default=None,
                         help="render backends to time (default: every installed one)")
     args = parser.parse_args(argv)
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 3
     rows: list[dict] = []
     if "physics" in args.sections:
-        rows += bench_physics([16] if args.quick else [16, 64, 256, 1024], 0.4, repeats)
+        batches = args.physics_batches or ([16] if args.quick else [16, 64, 256, 1024])
+        rows += bench_physics(batches, 0.4, repeats)
     if "render" in args.sections:
         batches = [8] if args.quick else [8, 32, 128, 512]  # x2 frames each: 16 ... 1024 frames
         backends = args.render_backends or render_backends()
