@@ -139,52 +139,65 @@ class Measured:
     sound: jax.Array  # (B,) bool: factual and twin simulations all valid
 
 
-def measure_facts(
-    family: str, params, world, factual: Frames, *, observe_seconds: float, impl: str = "jax"
-) -> tuple[dict[str, Frames], dict[str, Fact], jax.Array]:
-    """Simulates the counterfactual twins of a factual batch and measures every fact.
-
-    Returns the twins' frames by intervention, the facts (each field (B,)) and
-    whether each world's factual and twin simulations are all sound.
-    """
+def _twin_worlds(family: str, params, world) -> list:
     scenario = scenarios.get(family)
     layout = scenario.layout()
-    n_frames = factual.time.shape[1]
-    twins = {}
-    if scenario.twins:
-        b = factual.time.shape[0]
-        intervened = [
-            jax.vmap(lambda w, p, name=name: scenario.intervene(name, w, p, layout))(world, params)
-            for name in scenario.twins
-        ]
-        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *intervened)
-        frames = simulate.rollout(stacked, layout=layout, n_frames=n_frames, impl=impl)
-        twins = {name: jax.tree.map(lambda x, k=k: x[k * b : (k + 1) * b], frames)
-                 for k, name in enumerate(scenario.twins)}
+    return [jax.vmap(lambda w, p, name=name: scenario.intervene(name, w, p, layout))(world, params)
+            for name in scenario.twins]
+
+
+def _chunks(frames: Frames, b: int, n: int) -> list[Frames]:
+    """n consecutive blocks of b worlds each, from one rollout of stacked worlds."""
+    return [jax.tree.map(lambda x, k=k: x[k * b : (k + 1) * b], frames) for k in range(n)]
+
+
+def _facts(family: str, params, world, factual: Frames, twins: dict[str, Frames], observe_seconds: float):
+    scenario = scenarios.get(family)
+    layout = scenario.layout()
 
     def measure_one(p, w, f, tw):
         return scenario.facts(Run(params=p, world=w, frames=f, twins=tw, observe_seconds=observe_seconds), layout)
 
     facts = jax.vmap(measure_one)(params, world, factual, twins)
     sound = jnp.stack([c.valid.all(axis=1) for c in (factual, *twins.values())]).all(axis=0)
+    return facts, sound
+
+
+def measure_facts(
+    family: str, params, world, factual: Frames, *, observe_seconds: float, impl: str = "jax"
+) -> tuple[dict[str, Frames], dict[str, Fact], jax.Array]:
+    """For an already simulated factual batch: simulates its twins and measures every fact.
+
+    Returns the twins' frames by intervention, the facts (each field (B,)) and
+    whether each world's factual and twin simulations are all sound.
+    """
+    twins = {}
+    twin_worlds = _twin_worlds(family, params, world)
+    if twin_worlds:
+        layout = scenarios.get(family).layout()
+        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *twin_worlds)
+        frames = simulate.rollout(stacked, layout=layout, n_frames=factual.time.shape[1], impl=impl)
+        names = scenarios.get(family).twins
+        twins = dict(zip(names, _chunks(frames, factual.time.shape[0], len(names))))
+    facts, sound = _facts(family, params, world, factual, twins, observe_seconds)
     return twins, facts, sound
 
 
 def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
-    """Samples `spec.n_worlds` worlds, simulates them and their twins, measures facts.
+    """Samples `spec.n_worlds` worlds and simulates them with their twins in one rollout, then measures facts.
 
-    The factual worlds and the twins are separate rollouts of the same jitted
-    program (twins are a function of the factual worlds' parameters).
+    The twins are extra worlds of the same batch: [factual; twin 1; twin 2; ...].
     """
     scenario = scenarios.get(spec.family)
     layout = scenario.layout()
     params = scenario.sample(key, spec.n_worlds, spec.split)
     world = jax.vmap(lambda p: scenario.world(p, layout))(params)
+    everything = jax.tree.map(lambda *xs: jnp.concatenate(xs), world, *_twin_worlds(spec.family, params, world))
     n_frames = simulate.n_frames_for(layout, spec.seconds)
-    factual = simulate.rollout(world, layout=layout, n_frames=n_frames, impl=spec.impl)
-    twins, facts, sound = measure_facts(
-        spec.family, params, world, factual, observe_seconds=spec.observe_seconds, impl=spec.impl
-    )
+    frames = simulate.rollout(everything, layout=layout, n_frames=n_frames, impl=spec.impl)
+    factual, *rest = _chunks(frames, spec.n_worlds, 1 + len(scenario.twins))
+    twins = dict(zip(scenario.twins, rest))
+    facts, sound = _facts(spec.family, params, world, factual, twins, spec.observe_seconds)
     return Measured(params=params, world=world, frames=factual, twins=twins, facts=facts, sound=sound)
 
 
