@@ -124,6 +124,16 @@ def get(name: str) -> type[Scenario]:
     return _REGISTRY[name]
 
 
+# Object colours by name (questions name objects by colour); families pick from these.
+PALETTE = {
+    "red": (0.85, 0.2, 0.2, 1.0),
+    "green": (0.2, 0.7, 0.3, 1.0),
+    "blue": (0.2, 0.4, 0.85, 1.0),
+    "yellow": (0.9, 0.8, 0.15, 1.0),
+    "purple": (0.6, 0.3, 0.75, 1.0),
+}
+
+
 # Parameters every family declares the same way ------------------------------------------
 
 FLOOR = StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0))

@@ -18,6 +18,7 @@ from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    PALETTE,
     Fact,
     Run,
     Scenario,
@@ -34,9 +35,7 @@ from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
-COLOURS = ("red", "green", "blue", "yellow", "purple")
-RGBA = ((0.85, 0.2, 0.2, 1.0), (0.2, 0.7, 0.3, 1.0), (0.2, 0.4, 0.85, 1.0), (0.9, 0.8, 0.15, 1.0),
-        (0.6, 0.3, 0.75, 1.0))
+COLOURS = tuple(PALETTE)  # red, green, blue, yellow, purple
 RED, GREEN, BLUE, YELLOW = 0, 1, 2, 3
 
 PARAMS = (
@@ -112,7 +111,7 @@ class Chain(Scenario):
     def layout(cls) -> SceneLayout:
         return SceneLayout(
             objects=tuple(ObjectSlot(f"{c}_ball", "sphere", (0.07, 0.07, 0.07), rgba=rgba)
-                          for c, rgba in zip(COLOURS, RGBA)),
+                          for c, rgba in PALETTE.items()),
             statics=(FLOOR,),
             timestep=0.002,
             fps=25.0,

@@ -17,6 +17,7 @@ from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    PALETTE,
     Fact,
     Run,
     Scenario,
@@ -90,8 +91,8 @@ class Collision(Scenario):
     def layout(cls) -> SceneLayout:
         return SceneLayout(
             objects=(
-                ObjectSlot("red_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.85, 0.2, 0.2, 1.0)),
-                ObjectSlot("blue_ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.2, 0.4, 0.85, 1.0)),
+                ObjectSlot("red_ball", "sphere", (0.08, 0.08, 0.08), rgba=PALETTE["red"]),
+                ObjectSlot("blue_ball", "sphere", (0.08, 0.08, 0.08), rgba=PALETTE["blue"]),
             ),
             statics=(FLOOR,),
             timestep=0.002,

@@ -19,6 +19,7 @@ from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    PALETTE,
     Fact,
     Run,
     Scenario,
@@ -81,7 +82,7 @@ class Compare(Scenario):
 
     @classmethod
     def layout(cls) -> SceneLayout:
-        red, blue = (0.85, 0.2, 0.2, 1.0), (0.2, 0.4, 0.85, 1.0)
+        red, blue = PALETTE["red"], PALETTE["blue"]
         return SceneLayout(
             objects=(
                 ObjectSlot("red_ball", "sphere", (0.06, 0.06, 0.06), rgba=red),

@@ -14,6 +14,7 @@ from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    PALETTE,
     Fact,
     Run,
     Scenario,
@@ -89,8 +90,8 @@ class Ramp(Scenario):
     def layout(cls) -> SceneLayout:
         return SceneLayout(
             objects=(
-                ObjectSlot("ball", "sphere", (0.08, 0.08, 0.08), rgba=(0.85, 0.2, 0.2, 1.0)),
-                ObjectSlot("cube", "box", (0.08, 0.08, 0.08), rgba=(0.2, 0.4, 0.85, 1.0)),
+                ObjectSlot("ball", "sphere", (0.08, 0.08, 0.08), rgba=PALETTE["red"]),
+                ObjectSlot("cube", "box", (0.08, 0.08, 0.08), rgba=PALETTE["blue"]),
             ),
             statics=(
                 FLOOR,

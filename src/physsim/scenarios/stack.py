@@ -15,6 +15,7 @@ from physsim.render.camera import Camera
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
+    PALETTE,
     Fact,
     Run,
     Scenario,
@@ -30,9 +31,7 @@ from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
-COLOURS = ("red", "green", "blue", "yellow", "purple")
-RGBA = ((0.85, 0.2, 0.2, 1.0), (0.2, 0.7, 0.3, 1.0), (0.2, 0.4, 0.85, 1.0), (0.9, 0.8, 0.15, 1.0),
-        (0.6, 0.3, 0.75, 1.0))
+COLOURS = tuple(PALETTE)  # red, green, blue, yellow, purple
 FALLEN = 0.5  # a block has fallen once it dropped by this many half-sizes
 
 PARAMS = (
@@ -77,7 +76,7 @@ class Stack(Scenario):
     def layout(cls) -> SceneLayout:
         return SceneLayout(
             objects=tuple(ObjectSlot(f"{c}_block", "box", (0.06, 0.06, 0.06), rgba=rgba)
-                          for c, rgba in zip(COLOURS, RGBA)),
+                          for c, rgba in PALETTE.items()),
             statics=(FLOOR,),
             timestep=0.002,
             fps=25.0,
