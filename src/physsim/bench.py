@@ -2,9 +2,12 @@
 
 Sections so far: `physics` (world-steps per second of each scene family vs
 batch size), `render` (frames per second of each render backend — the JAX
-ray caster and, when installed, MuJoCo Warp — vs resolution and batch size)
-and `questions` (QA samples per second of the whole jitted pipeline: sample,
-simulate with twins, measure facts, pick questions, render 64x64 video).
+ray caster and, when installed, MuJoCo Warp — vs resolution and batch size),
+`questions` (QA samples per second of the whole jitted pipeline: sample,
+simulate with twins, measure facts, pick questions, render 64x64 video) and
+`model` (the model's jitted training step on random inputs: examples per
+second, achieved FLOP/s from `physsim.model.flops`, and model FLOP
+utilisation where the device's peak is known).
 Compilation and a warm-up call are excluded; each
 figure is the median of several timed calls. Device and versions are printed
 and written with the results.
@@ -29,7 +32,7 @@ from physsim import env as env_lib
 from physsim import render as render_lib
 from physsim.sim.scene import warp_available
 
-SECTIONS = ("physics", "render", "questions")
+SECTIONS = ("physics", "render", "questions", "model")
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -104,15 +107,66 @@ def bench_questions(n_worlds: int, repeats: int, families=None) -> list[dict]:
     return rows
 
 
+def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
+    """Training steps per second of each model size on random inputs (forward, backward, AdamW update)."""
+    import optax
+    from flax import nnx
+
+    from physsim import model as model_lib
+    from physsim.model import flops
+    from physsim.questions.pipeline import default_tokenizer
+
+    tok = default_tokenizer()
+    kind = jax.devices()[0].device_kind
+    peak = flops.peak_flops(kind)
+    rows = []
+    for size in sizes:
+        cfg = model_lib.config.get(size, vocab_size=tok.size)
+        vlm = nnx.jit(lambda cfg=cfg: model_lib.VLM(cfg, rngs=nnx.Rngs(0)))()
+        optimizer = nnx.Optimizer(vlm, optax.adamw(1e-4), wrt=nnx.Param)
+        k = jax.random.split(jax.random.key(0), 3)
+        video = jax.random.randint(k[0], (batch_size, cfg.frames, cfg.height, cfg.width, 3), 0, 256).astype("uint8")
+        mask = jax.numpy.ones((batch_size, cfg.frames), bool)
+        question = jax.random.randint(k[1], (batch_size, cfg.question_length), 4, tok.size)
+        answer = jax.random.randint(k[2], (batch_size, cfg.answer_length), 4, tok.size)
+        targets = model_lib.Targets(answer=answer)
+        answer_in = model_lib.teacher_forcing_inputs(answer, tok.bos_id)
+
+        @nnx.jit
+        def step(m, opt):
+            def loss(m):
+                return model_lib.loss_and_metrics(m(video, mask, question, answer_in), targets, model_lib.LossWeights())[0]
+
+            value, grads = nnx.value_and_grad(loss)(m)
+            opt.update(m, grads)
+            return value
+
+        elapsed = _median_seconds(lambda: step(vlm, optimizer), repeats)
+        achieved = flops.train_flops_per_example(cfg) * batch_size / elapsed
+        rows.append({"section": "model", "size": size, "batch_size": batch_size, "figure": batch_size / elapsed,
+                     "unit": "examples/s", "train_flops_per_example": flops.train_flops_per_example(cfg),
+                     "achieved_flops_per_s": achieved, "mfu": None if peak is None else achieved / peak,
+                     "dtype": cfg.dtype, "device": device_name()})
+        mfu = "MFU unknown (no peak for this device)" if peak is None else f"MFU {achieved / peak:.1%}"
+        print(f"model    {size:<6} B={batch_size:<4} {batch_size / elapsed:>10,.1f} examples/s  "
+              f"{achieved / 1e12:.3f} TFLOP/s  {mfu}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m physsim.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, one repeat: a smoke run")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--update", type=Path,
+                        help="merge the results into this JSON file (rows of the same case are replaced)")
     parser.add_argument("--physics-batches", nargs="+", type=int, default=None,
                         help="world batch sizes of the physics section (default 16 64 256 1024)")
     parser.add_argument("--render-backends", nargs="+", choices=render_lib.BACKENDS, default=None,
                         help="render backends to time (default: every installed one)")
+    parser.add_argument("--model-sizes", nargs="+", default=None,
+                        help="model sizes of the model section (default: tiny on CPU; tiny small base on accelerators)")
+    parser.add_argument("--model-batch", type=int, default=None, help="examples per training step (default 32; 8 with --quick)")
     args = parser.parse_args(argv)
     header = {"device": device_name(), "jax": jax.__version__, "mujoco": mujoco.__version__,
               "numpy": np.__version__, "python": platform.python_version(), "quick": args.quick}
@@ -130,10 +184,31 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends)
     if "questions" in args.sections:
         rows += bench_questions(16 if args.quick else 64, repeats, ["collision"] if args.quick else None)
+    if "model" in args.sections:
+        on_cpu = jax.devices()[0].platform == "cpu"
+        sizes = args.model_sizes or (["tiny"] if on_cpu or args.quick else ["tiny", "small", "base"])
+        rows += bench_model(sizes, args.model_batch or (8 if args.quick else 32), repeats)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
+    if args.update:
+        merge_results(args.update, header, rows)
     return 0
+
+
+def _case(row: dict) -> tuple:
+    return tuple(row.get(k) for k in ("section", "scenario", "backend", "size", "batch_size", "resolution", "device"))
+
+
+def merge_results(path: Path, header: dict, rows: list[dict]) -> None:
+    """Adds `rows` to the results file at `path`, replacing earlier rows of the same case."""
+    old = json.loads(path.read_text()) if path.exists() else {**header, "results": []}
+    if old.get("device") != header["device"]:
+        raise SystemExit(f"--update {path}: it holds results of {old.get('device')}, this is {header['device']}")
+    new_cases = {_case(r) for r in rows}
+    kept = [r for r in old["results"] if _case(r) not in new_cases]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**old, **header, "results": kept + rows}, indent=2))
 
 
 if __name__ == "__main__":
