@@ -87,6 +87,26 @@ def test_prefix_lm_mask_blocks_future_answer_tokens_and_padded_frames(random_tin
     np.testing.assert_array_equal(base.logits[:, :k], changed.logits[:, :k])  # the past cannot see the future
     assert np.abs(np.asarray(changed.logits[:, k:]) - np.asarray(base.logits[:, k:])).max() > 1e-4
     np.testing.assert_array_equal(base.state, changed.state)  # the slot head reads the video only
+    # The prefix attends both ways: the last real question token reaches the first video position,
+    # while <pad> question tokens are masked out as keys.
+    tokens, valid = random_tiny.encode(video, mask)
+    key_valid = random_tiny.key_valid(valid, question)
+    positions = jnp.arange(TINY.prefix_length)
+
+    def prefix_hidden(q):
+        x = jnp.concatenate([tokens, random_tiny.embed_tokens(q)], axis=1)
+        return random_tiny.decoder(x, positions, key_valid[:, : TINY.prefix_length])[0]
+
+    last_real = TINY.question_length - 6  # random_inputs pads the last 5 question tokens
+    hidden = prefix_hidden(question)
+    moved = prefix_hidden(question.at[:, last_real].set((question[:, last_real] + 1) % TOK.size))
+    assert np.abs(np.asarray(moved[:, 0] - hidden[:, 0])).max() > 1e-5
+    nv = TINY.video_tokens
+    np.testing.assert_array_equal(key_valid[:, nv + last_real + 1 : TINY.prefix_length], False)
+    assert bool(key_valid[:, nv : nv + last_real + 1].all())
+    x = jnp.concatenate([tokens, random_tiny.embed_tokens(question)], axis=1)
+    unmasked = random_tiny.decoder(x, positions, jnp.ones_like(key_valid[:, : TINY.prefix_length]))[0]
+    assert np.abs(np.asarray(unmasked - hidden)).max() > 1e-5  # the <pad> keys were hidden
     # Pixels of padded frames are invisible; those of real frames are not.
     noise = jax.random.randint(jax.random.key(9), video[:, 6:].shape, 0, 256).astype(jnp.uint8)
     np.testing.assert_allclose(forward(random_tiny, video.at[:, 6:].set(noise), answer).logits, base.logits, atol=1e-6)
@@ -314,17 +334,26 @@ def _write(path, tensors):
     return path
 
 
-@pytest.mark.parametrize("layout", ["huggingface", "big_vision", "big_vision_scanned"])
+@pytest.mark.parametrize("layout", ["huggingface", "paligemma", "big_vision", "big_vision_scanned", "big_vision_bf16"])
 def test_pretrained_siglip_encoder_computes_what_the_reference_vit_computes(layout, tmp_path):
     cfg = SIGLIP_CFG
     hf = fake_siglip(cfg)
     if layout == "huggingface":
         path = _write(tmp_path / "siglip.safetensors", hf)
+    elif layout == "paligemma":  # the tower inside a larger model's file
+        path = _write(tmp_path / "paligemma.safetensors", {f"vision_tower.{k}": v for k, v in hf.items()})
     else:
-        path = _write(tmp_path / "siglip.npz", to_big_vision(hf, cfg.enc_heads, scanned=layout.endswith("scanned")))
+        bv = to_big_vision(hf, cfg.enc_heads, scanned=layout.endswith("scanned"))
+        if layout.endswith("bf16"):  # numpy writes bfloat16 as 2-byte void records
+            import ml_dtypes
+
+            hf = {k: v.astype(ml_dtypes.bfloat16).astype(np.float32) for k, v in hf.items()}
+            bv = {k: np.asarray(v, np.float32).astype(ml_dtypes.bfloat16) for k, v in bv.items()}
+        path = _write(tmp_path / "siglip.npz", bv)
     vlm = model.build(cfg)
     report = pretrained.load_vision_encoder(vlm, path)
-    assert report.layout == layout.removesuffix("_scanned") and report.resized_positions is None
+    expected_layout = "huggingface" if layout in ("huggingface", "paligemma") else "big_vision"
+    assert report.layout == expected_layout and report.resized_positions is None
     assert any("head" in name for name in report.ignored) and any("txt" in n or "text" in n for n in report.ignored)
     image = np.asarray(jax.random.randint(jax.random.key(5), (cfg.height, cfg.width, 3), 0, 256), np.uint8)
     still = jnp.asarray(np.repeat(image[None, None], cfg.frames, axis=1))  # a still video of the image
@@ -356,6 +385,16 @@ def test_pretrained_weights_that_do_not_fit_are_refused_by_name(tmp_path):
     bv = to_big_vision(fake_siglip(SIGLIP_CFG), heads=2)
     with pytest.raises(pretrained.PretrainedMismatchError, match="2 attention heads in the file, model.enc_heads=4"):
         pretrained.load_vision_encoder(vlm, _write(tmp_path / "heads.npz", bv))
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    (hf_dir / "config.json").write_text('{"vision_config": {"num_attention_heads": 8}}')
+    with pytest.raises(pretrained.PretrainedMismatchError, match="8 attention heads in the file, model.enc_heads=4"):
+        pretrained.load_vision_encoder(vlm, _write(hf_dir / "model.safetensors", fake_siglip(SIGLIP_CFG)))
+    with_class_token = fake_siglip(SIGLIP_CFG)
+    table = with_class_token["vision_model.embeddings.position_embedding.weight"]
+    with_class_token["vision_model.embeddings.position_embedding.weight"] = np.concatenate([table[:1], table])
+    with pytest.raises(pretrained.PretrainedMismatchError, match="5 entries is not a square grid"):
+        pretrained.load_vision_encoder(vlm, _write(tmp_path / "cls.safetensors", with_class_token))
     hf = fake_siglip(SIGLIP_CFG)
     del hf["vision_model.encoder.layers.1.mlp.fc2.bias"]
     with pytest.raises(pretrained.PretrainedMismatchError, match="missing tensor for block1.fc2.bias"):

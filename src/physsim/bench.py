@@ -129,19 +129,19 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
         mask = jax.numpy.ones((batch_size, cfg.frames), bool)
         question = jax.random.randint(k[1], (batch_size, cfg.question_length), 4, tok.size)
         answer = jax.random.randint(k[2], (batch_size, cfg.answer_length), 4, tok.size)
-        targets = model_lib.Targets(answer=answer)
         answer_in = model_lib.teacher_forcing_inputs(answer, tok.bos_id)
 
         @nnx.jit
-        def step(m, opt):
+        def step(m, opt, video, mask, question, answer, answer_in):  # inputs as arguments, not baked-in constants
             def loss(m):
-                return model_lib.loss_and_metrics(m(video, mask, question, answer_in), targets, model_lib.LossWeights())[0]
+                outputs = m(video, mask, question, answer_in)
+                return model_lib.loss_and_metrics(outputs, model_lib.Targets(answer=answer), model_lib.LossWeights())[0]
 
             value, grads = nnx.value_and_grad(loss)(m)
             opt.update(m, grads)
             return value
 
-        elapsed = _median_seconds(lambda: step(vlm, optimizer), repeats)
+        elapsed = _median_seconds(lambda: step(vlm, optimizer, video, mask, question, answer, answer_in), repeats)
         achieved = flops.train_flops_per_example(cfg) * batch_size / elapsed
         rows.append({"section": "model", "size": size, "batch_size": batch_size, "figure": batch_size / elapsed,
                      "unit": "examples/s", "train_flops_per_example": flops.train_flops_per_example(cfg),

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from physsim.model.vlm import VLM
+from physsim.model.vlm import VLM, check_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,7 @@ def _choose(logits: jax.Array, key: jax.Array, temperature: jax.Array) -> jax.Ar
 def _generate(model: VLM, video, frame_mask, question, key, temperature, special: SpecialTokens):
     cfg = model.config
     batch, prefix = question.shape[0], cfg.prefix_length
+    check_tokens(question, jnp.zeros((batch, cfg.answer_length), jnp.int32), cfg)
     tokens, valid = model.encode(video, frame_mask)
     key_valid = model.key_valid(valid, question, special.pad)
     bos = jnp.full((batch, 1), special.bos, jnp.int32)

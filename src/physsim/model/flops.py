@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from physsim.model.config import ModelConfig
 
-# Dense bf16 peak of one device (FLOP/s), from the vendors' data sheets.
+# Dense bf16 peak of one device (FLOP/s), from the vendors' data sheets. MFU of a
+# float32 run is reported against this bf16 peak too (the row records the dtype).
 PEAK_FLOPS = {
-    "NVIDIA H100 80GB HBM3": 989e12,
+    "NVIDIA H100 80GB HBM3": 989e12,  # SXM
+    "NVIDIA H100 PCIe": 756e12,
+    "NVIDIA H100 NVL": 835e12,
     "NVIDIA H100": 989e12,
     "NVIDIA H200": 989e12,
     "NVIDIA A100-SXM4-80GB": 312e12,
@@ -61,7 +64,7 @@ def peak_flops(device_kind: str) -> float | None:
     """The device's dense bf16 peak, or None where it is not known (CPUs)."""
     if device_kind in PEAK_FLOPS:
         return PEAK_FLOPS[device_kind]
-    for name, peak in PEAK_FLOPS.items():
+    for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # the most specific name first
         if device_kind.startswith(name):
-            return peak
+            return PEAK_FLOPS[name]
     return None

@@ -6,8 +6,11 @@ axes with `nnx.logical_axis_rules` (data parallel: all replicated; FSDP:
 `embed` -> `fsdp`). Eager sharding is off per parameter so a model can be
 built without a mesh (tests, notebooks, `nnx.eval_shape`).
 
-Attention is `jax.nn.dot_product_attention` (cuDNN flash attention on GPUs
-where shapes allow, XLA elsewhere) with boolean masks. The KV cache is
+Attention is `jax.nn.dot_product_attention` with boolean masks; in jax 0.10
+its default implementation is XLA's everywhere (full score matrices), and
+`implementation="cudnn"` is the switch to try on GPUs. The model needs a mesh
+with Auto axes (as `physsim.train.mesh` builds): under the Explicit axes that
+`jax.make_mesh` defaults to, `nnx.Linear` refuses sharded contractions. The KV cache is
 functional: a tuple (keys, values) passed in and returned, so decoding is a
 plain `lax.while_loop` over arrays.
 """

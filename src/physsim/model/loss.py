@@ -36,7 +36,7 @@ class Targets:
 
     answer: jax.Array  # (B, La) int32 ending with <eos>, <pad>-padded
     state: jax.Array | None = None  # (B, H, N, 3) metres
-    slot_mask: jax.Array | None = None  # (B, N) bool: slots holding an object (others are parked)
+    slot_mask: jax.Array | None = None  # (B, N) bool: slots holding an object (others are parked); None: all
     properties: jax.Array | None = None  # (B, N, P)
     gravity: jax.Array | None = None  # (B,) m/s²
 
@@ -61,22 +61,33 @@ def _slot_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(mask, values, 0.0).sum(axis=-1) / jnp.maximum(mask.sum(axis=-1), 1)
 
 
-def state_terms(predicted: jax.Array, target: jax.Array, slot_mask: jax.Array) -> dict[str, jax.Array]:
+def state_terms(predicted: jax.Array, target: jax.Array, slot_mask: jax.Array | None) -> dict[str, jax.Array]:
     """Per-example squared error (m², summed over xyz, mean over horizons and real slots) and distance (m)."""
+    if slot_mask is None:
+        slot_mask = jnp.ones(predicted.shape[::3], bool)  # (B, N): every slot holds an object
     squared = jnp.square(predicted - target).sum(axis=-1).mean(axis=1)  # (B, N)
     distance = jnp.sqrt(jnp.square(predicted - target).sum(axis=-1) + 1e-12).mean(axis=1)
     return {"state_mse": _slot_mean(squared, slot_mask), "state_error_m": _slot_mean(distance, slot_mask)}
 
 
 def property_terms(outputs: Outputs, targets: Targets) -> dict[str, jax.Array]:
-    slot_error = jnp.square(outputs.properties - targets.properties).mean(axis=-1)
-    gravity_error = jnp.square(outputs.gravity - targets.gravity) / 10.0  # about the scale of the others
-    return {"property_mse": _slot_mean(slot_error, targets.slot_mask) + gravity_error}
+    """Per-example squared error of the slot properties (mean over real slots) plus that of gravity.
+
+    Gravity's error is divided by 10 (m/s² are ~10x the other properties'
+    units) so both parts count about equally under the one `property` weight.
+    """
+    slot_mask = targets.slot_mask
+    if slot_mask is None:
+        slot_mask = jnp.ones(outputs.properties.shape[:2], bool)
+    error = _slot_mean(jnp.square(outputs.properties - targets.properties).mean(axis=-1), slot_mask)
+    if targets.gravity is not None:
+        error = error + jnp.square(outputs.gravity - targets.gravity) / 10.0
+    return {"property_mse": error}
 
 
-def loss_and_metrics(outputs: Outputs, targets: Targets, weights: LossWeights,
-                     example_weight: jax.Array | None = None, pad_id: int = 0) -> tuple[jax.Array, dict]:
-    """Scalar loss (weighted mean over examples) and per-term means for logging.
+def example_terms(outputs: Outputs, targets: Targets, weights: LossWeights,
+                  example_weight: jax.Array | None = None, pad_id: int = 0) -> dict[str, jax.Array]:
+    """Every loss term per example (B,), and their weighted sum as "total".
 
     Targets of examples with zero weight are zeroed first: a NaN there would
     otherwise reach the gradient (0 * NaN) even though the mean masks it.
@@ -92,10 +103,19 @@ def loss_and_metrics(outputs: Outputs, targets: Targets, weights: LossWeights,
     if targets.properties is not None and outputs.properties is not None and weights.property > 0:
         terms |= property_terms(outputs, targets)
         total = total + weights.property * terms["property_mse"]
-    w = jnp.ones(total.shape, jnp.float32) if example_weight is None else example_weight.astype(jnp.float32)
-    denominator = jnp.maximum(w.sum(), 1e-9)
-    # where(), not multiplication: a non-finite term of a masked example must not reach the mean.
-    mean = lambda x: jnp.where(w > 0, x.astype(jnp.float32) * w, 0.0).sum() / denominator  # noqa: E731
-    metrics = {name: mean(value) for name, value in terms.items()}
-    metrics["loss"] = mean(total)
+    return terms | {"total": total}
+
+
+def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
+    """Mean of (B,) values with per-example weights; examples of weight 0 count for nothing, NaN or not."""
+    w = jnp.ones(values.shape, jnp.float32) if weight is None else weight.astype(jnp.float32)
+    return jnp.where(w > 0, values.astype(jnp.float32) * w, 0.0).sum() / jnp.maximum(w.sum(), 1e-9)
+
+
+def loss_and_metrics(outputs: Outputs, targets: Targets, weights: LossWeights,
+                     example_weight: jax.Array | None = None, pad_id: int = 0) -> tuple[jax.Array, dict]:
+    """Scalar loss (weighted mean over examples) and per-term means for logging."""
+    terms = example_terms(outputs, targets, weights, example_weight, pad_id)
+    metrics = {name: weighted_mean(value, example_weight) for name, value in terms.items() if name != "total"}
+    metrics["loss"] = weighted_mean(terms["total"], example_weight)
     return metrics["loss"], metrics

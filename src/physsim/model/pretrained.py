@@ -10,7 +10,8 @@ Two layouts are read:
 
 Both are turned into one layout, checked against the model's config (width,
 depth, MLP width, patch, heads where the file records them), and written into
-`model.encoder`. An image ViT becomes a video encoder by spreading its patch
+`model.encoder` (heads are read from the big_vision kernels, or from a
+Hugging Face `config.json` beside the weights). An image ViT becomes a video encoder by spreading its patch
 kernel evenly over the tubelet's frames (a still video then embeds exactly as
 the image) and starting the time position embedding at zero; a position table
 for another grid is resized bilinearly. The image-text head and the text tower
@@ -21,6 +22,7 @@ does not fit, a file with no vision tower.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -58,13 +60,33 @@ def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
-                return {k: np.asarray(f[k], np.float32) for k in f.files}
+                return {k: _float32(f[k], k) for k in f.files}
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="flax") as f:  # flax: bf16 tensors load too
                 return {k: np.asarray(f.get_tensor(k).astype(jnp.float32)) for k in f.keys()}
     except (OSError, ValueError, SafetensorError) as e:  # truncated, or not an archive at all
         raise ValueError(f"cannot read pretrained checkpoint {path}: {e}") from e
     raise ValueError(f"pretrained checkpoint {path}: unknown format {path.suffix!r} (use .npz or .safetensors)")
+
+
+def _float32(x: np.ndarray, name: str) -> np.ndarray:
+    if x.dtype.kind == "V" and x.dtype.itemsize == 2:  # numpy saves bfloat16 as raw 2-byte records
+        import ml_dtypes
+
+        return x.view(ml_dtypes.bfloat16).astype(np.float32)
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"tensor {name!r} has dtype {x.dtype}, not a number type")
+    return x.astype(np.float32)
+
+
+def recorded_heads(path: Path) -> int | None:
+    """Attention heads from a Hugging Face `config.json` beside the weights (the .safetensors file lacks them)."""
+    config = path.parent / "config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text())
+    vision = data.get("vision_config", data)
+    return vision.get("num_attention_heads")
 
 
 def _layers(names, pattern: str) -> list[int]:
@@ -113,9 +135,14 @@ def _from_big_vision(t: dict[str, np.ndarray]) -> tuple[dict, list[str], int | N
 
 
 def _from_huggingface(t: dict[str, np.ndarray]) -> tuple[dict, list[str], None]:
-    root = "vision_model."
+    # A SigLIP tower stands at "vision_model." alone or inside a larger model
+    # (PaliGemma: "vision_tower.vision_model."); everything else is ignored.
+    root = next(n[: n.index("vision_model.") + len("vision_model.")] for n in t if "vision_model." in n)
     weight = lambda name: None if name not in t else t[name].T  # noqa: E731  torch (out, in) -> (in, out)
     conv = t.get(root + "embeddings.patch_embedding.weight")  # (D, 3, p, p)
+    if conv is not None and conv.ndim != 4:
+        raise PretrainedMismatchError(f"patch embedding {root}embeddings.patch_embedding.weight has shape "
+                                      f"{conv.shape}; a convolution (width, 3, patch, patch) was expected")
     canonical = {
         "patch.kernel": None if conv is None else conv.transpose(2, 3, 1, 0),
         "patch.bias": t.get(root + "embeddings.patch_embedding.bias"),
@@ -143,7 +170,7 @@ def vision_weights(tensors: dict[str, np.ndarray], path: str = "") -> tuple[str,
     names = list(tensors)
     if any(n.removeprefix("params/").startswith("img/") for n in names):
         return ("big_vision", *_from_big_vision(tensors))
-    if any(n.startswith("vision_model.") for n in names):
+    if any("vision_model." in n for n in names):
         return ("huggingface", *_from_huggingface(tensors))
     raise PretrainedMismatchError(
         f"{path}: no SigLIP vision tower found: expected tensors under 'img/' (big_vision .npz) or "
@@ -153,8 +180,6 @@ def vision_weights(tensors: dict[str, np.ndarray], path: str = "") -> tuple[str,
 
 def _resize_positions(pos: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     side = int(round(np.sqrt(pos.shape[0])))
-    if side * side != pos.shape[0]:
-        raise PretrainedMismatchError(f"position table of {pos.shape[0]} entries is not a square grid")
     table = jnp.asarray(pos.reshape(side, side, -1))
     return np.asarray(jax.image.resize(table, (*grid, pos.shape[-1]), "bilinear")).reshape(grid[0] * grid[1], -1)
 
@@ -162,7 +187,9 @@ def _resize_positions(pos: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 def load_vision_encoder(model: VLM, path: str | Path) -> LoadReport:
     """Writes a SigLIP-style ViT checkpoint into `model.encoder` (in place); raises on any mismatch."""
     cfg = model.config
+    path = Path(path)
     layout, w, ignored, heads = vision_weights(read_tensors(path), str(path))
+    heads = heads if heads is not None else recorded_heads(path)
     problems = []
     depth = len({k.split(".")[0] for k in w if k.startswith("block")})
     if depth != cfg.enc_depth:
@@ -190,6 +217,9 @@ def load_vision_encoder(model: VLM, path: str | Path) -> LoadReport:
         problems.append("missing tensor for the position embedding")
     elif pos.shape[-1] != d:
         problems.append(f"position embedding width {pos.shape[-1]} in the file, model.enc_width={d}")
+    elif round(np.sqrt(pos.shape[0])) ** 2 != pos.shape[0]:
+        problems.append(f"position table of {pos.shape[0]} entries is not a square grid (a class token? "
+                        f"SigLIP has none)")
     if problems:
         shown = "\n  ".join(problems[:12]) + (f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else "")
         raise PretrainedMismatchError(f"pretrained encoder {path} ({layout} layout) does not fit the model:\n  {shown}")

@@ -92,8 +92,10 @@ class VLM(nnx.Module):
         return self.embed(ids) * jnp.asarray(math.sqrt(self.config.dec_width), self.config.compute_dtype)
 
     def token_logits(self, h: jax.Array) -> jax.Array:
-        """(..., dec_width) decoder outputs -> (..., vocab) float32 logits through the tied embedding."""
-        return self.embed.attend(self.final_norm(h)).astype(jnp.float32)
+        """(..., dec_width) decoder outputs -> (..., vocab) logits through the tied embedding, computed in float32
+        (`Embed.attend` would compute them in the compute dtype, bf16 under mixed precision)."""
+        h = self.final_norm(h).astype(jnp.float32)
+        return h @ self.embed.embedding[...].astype(jnp.float32).T
 
     def decoder(self, x: jax.Array, positions: jax.Array, key_valid: jax.Array, *,
                 cache: list[layers.KVCache] | None = None, cache_index: jax.Array | int = 0):
