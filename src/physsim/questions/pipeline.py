@@ -27,6 +27,8 @@ from physsim.questions.templates import TASKS, Template, YES_NO
 from physsim.scenarios.base import Fact, Run
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
+from physsim.sim.randomize import WorldParams
+from physsim.sim.scene import PARKING_X
 from physsim.sim.simulate import Frames
 
 QUESTION_LENGTH = 24
@@ -59,6 +61,9 @@ class BatchSpec:
     height: int = 64
     horizons: tuple[float, ...] = (0.25, 0.5, 1.0)  # s after the window, for dense state targets
     tasks: tuple[str, ...] | None = None  # default: every task type the family asks
+    # Relative frequency of each task type in `tasks` (default: equal); a template's
+    # share is its task's weight divided among that task's templates.
+    task_weights: tuple[float, ...] | None = None
     camera_jitter: float = 0.0  # m; 0 keeps the family camera fixed
     impl: str = "jax"
 
@@ -94,10 +99,23 @@ class BatchSpec:
         simulate.n_frames_for(layout, seconds)  # whole number of frames, or a clear error
         if not tasks:
             raise ValueError(f"no task types chosen for family {self.family!r}")
-        return dataclasses.replace(self, seconds=float(seconds), observe_seconds=float(observe), tasks=tasks)
+        weights = (1.0,) * len(tasks) if self.task_weights is None else tuple(float(w) for w in self.task_weights)
+        if len(weights) != len(tasks) or not all(w >= 0 for w in weights) or not any(w > 0 for w in weights):
+            raise ValueError(f"task_weights {self.task_weights} must be one non-negative weight per task type "
+                             f"{tasks}, not all zero")
+        return dataclasses.replace(self, seconds=float(seconds), observe_seconds=float(observe), tasks=tasks,
+                                   task_weights=weights)
 
     def templates(self) -> tuple[Template, ...]:
         return tuple(t for t in scenarios.get(self.family).questions if t.task in self.tasks)
+
+    def template_weights(self) -> np.ndarray:
+        """Probability of drawing each of `templates()` (resolved specs only)."""
+        templates = self.templates()
+        weight = dict(zip(self.tasks, self.task_weights))
+        per_task = {task: sum(t.task == task for t in templates) for task in self.tasks}
+        w = np.asarray([weight[t.task] / per_task[t.task] for t in templates], np.float64)
+        return w / w.sum()
 
     def video_frames(self) -> np.ndarray:
         layout = scenarios.get(self.family).layout()
@@ -124,6 +142,10 @@ class QABatch:
     valid: jax.Array  # (Q,) bool: a world with a valid answer was found and its simulation is sound
     world: jax.Array  # (Q,) int32 index of the world in the simulated batch
     targets: jax.Array  # (Q, len(horizons), N, 3) object positions after the window
+    active: jax.Array  # (Q, N) bool: slots holding an object in this world (the others are parked)
+    properties: jax.Array  # (Q, N, 3) hidden properties per slot: log mass relative to the world's
+    #                        mean over active slots, friction, restitution (see slot_properties)
+    gravity: jax.Array  # (Q,) m/s², magnitude
     params: dict[str, jax.Array]  # each (Q,) or (Q, N): the sampled parameters of the world
 
 
@@ -201,6 +223,19 @@ def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
     return Measured(params=params, world=world, frames=factual, twins=twins, facts=facts, sound=sound)
 
 
+def slot_properties(world: WorldParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One world's active slots (N,), property targets (N, 3) and gravity magnitude ().
+
+    Mass is given relative to the world's mean log mass because only mass
+    ratios show in a video (a collision reveals which is heavier, not kilograms).
+    """
+    active = world.pos[:, 0] < 0.5 * PARKING_X
+    log_mass = jnp.log(world.mass)
+    mean = jnp.where(active, log_mass, 0.0).sum() / jnp.maximum(active.sum(), 1)
+    properties = jnp.stack([log_mass - mean, world.friction, world.restitution], axis=-1)
+    return active, jnp.where(active[:, None], properties, 0.0), jnp.linalg.norm(world.gravity)
+
+
 def answer_classes(template: Template, f: Fact) -> jax.Array:
     """(B,) int32 class of each world's answer (0 for numbers)."""
     if template.kind == "number":
@@ -247,7 +282,8 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
 
     # Templates with no valid world in this batch are not drawn.
     askable = valid.any(axis=1)
-    template = jax.random.categorical(k_template, jnp.where(askable, 0.0, -jnp.inf), shape=(q,))
+    log_weight = jnp.log(jnp.asarray(spec.template_weights(), jnp.float32))
+    template = jax.random.categorical(k_template, jnp.where(askable, log_weight, -jnp.inf), shape=(q,))
     target = jnp.floor(jax.random.uniform(k_class, (q,)) * n_classes[template]).astype(jnp.int32)
     ok = valid[template]  # (Q, B)
     wanted = ok & (classes[template] == target[:, None])
@@ -276,7 +312,8 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     }
 
 
-def _batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> QABatch:
+def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple[QABatch, Measured]:
+    """The questions of a resolved spec and the measured batch they were picked from (traceable, not jitted)."""
     scenario = scenarios.get(spec.family)
     layout = scenario.layout()
     k_sim, k_pick, k_jitter = jax.random.split(key, 3)
@@ -284,23 +321,31 @@ def _batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> QABatch:
     picked = pick_questions(k_pick, spec, measured, tok)
     world = picked["world"]
     frames = jax.tree.map(lambda x: x[world], measured.frames)
-    shown = spec.video_frames()
+    # With more questions than worlds, render every world once and look its video up per
+    # question (questions about one world share its video and camera); else render per question.
+    per_world = spec.n_questions > spec.n_worlds
+    drawn = jnp.arange(spec.n_worlds) if per_world else world
     jitter = None
     if spec.camera_jitter > 0:
-        jitter = jax.random.uniform(k_jitter, (spec.n_questions, 3), jnp.float32, -spec.camera_jitter, spec.camera_jitter)
-    camera = scenario.camera(spec.width, spec.height)
+        jitter = jax.random.uniform(k_jitter, (drawn.shape[0], 3), jnp.float32, -spec.camera_jitter, spec.camera_jitter)
+    shown = spec.video_frames()
     video = render_lib.render(
-        frames.geom_xpos[:, shown], frames.geom_xmat[:, shown], measured.world.size[world], jitter,
-        layout=layout, camera=camera,
+        measured.frames.geom_xpos[drawn][:, shown], measured.frames.geom_xmat[drawn][:, shown],
+        measured.world.size[drawn], jitter, layout=layout, camera=scenario.camera(spec.width, spec.height),
     ).rgb
+    if per_world:
+        video = video[world]
     targets = frames.pos[:, spec.horizon_frames()]
     params = jax.tree.map(lambda x: x[world], measured.params)
-    return QABatch(video=video, targets=targets, params=params, **picked)
+    active, properties, gravity = jax.vmap(slot_properties)(jax.tree.map(lambda x: x[world], measured.world))
+    qa = QABatch(video=video, targets=targets, active=active, properties=properties, gravity=gravity,
+                 params=params, **picked)
+    return qa, measured
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "tok"))
 def _batch_jit(key, spec, tok):
-    return _batch(key, spec, tok)
+    return make_batch(key, spec, tok)[0]
 
 
 def qa_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer | None = None) -> QABatch:

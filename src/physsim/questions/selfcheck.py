@@ -204,7 +204,9 @@ def answer_balance(spec: pipeline.BatchSpec, measured: pipeline.Measured, n_samp
     """Answer distribution per template over `n_samples` balanced draws from one measured batch."""
     templates = spec.templates()
     tok = pipeline.default_tokenizer()
-    draws = dataclasses.replace(spec, n_questions=n_samples * len(templates))
+    # Weight each task by its number of templates, so that every template is drawn equally often.
+    per_task = tuple(float(sum(t.task == task for t in templates)) for task in spec.tasks)
+    draws = dataclasses.replace(spec, n_questions=n_samples * len(templates), task_weights=per_task)
     picked = jax.jit(pipeline.pick_questions, static_argnums=(1, 3))(jax.random.key(seed), draws, measured, tok)
     template = np.asarray(picked["template"])
     value = np.asarray(picked["value"])
