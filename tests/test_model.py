@@ -58,7 +58,7 @@ def test_bad_configs_and_inputs_are_named():
         model.config.get("tiny", enc_widht=32)
     with pytest.raises(ValueError, match="did you mean 'small'"):
         model.config.get("smal")
-    with pytest.raises(ValueError, match="height=60 is not a multiple of model.patch=8"):
+    with pytest.raises(ValueError, match="height=60 is not a multiple of model.patch=16"):
         model.config.get("tiny", height=60)
     with pytest.raises(ValueError, match="dec_width=66 is not divisible by model.dec_heads=4"):
         model.config.get("tiny", dec_width=66)
@@ -66,7 +66,7 @@ def test_bad_configs_and_inputs_are_named():
         model.pad_frames(jnp.zeros((1, 10, 64, 64, 3), jnp.uint8), 8)
     vlm = model.abstract(TINY)
     video, mask, question, answer = random_inputs(TINY, batch=1)
-    with pytest.raises(ValueError, match=r"expected \(batch, 8, 64, 64, 3\)"):
+    with pytest.raises(ValueError, match=r"expected \(batch, 16, 64, 64, 3\)"):
         nnx.eval_shape(lambda m, *x: m(*x), vlm, video[:, :, :32], mask, question, answer)
     with pytest.raises(TypeError, match="uint8"):
         nnx.eval_shape(lambda m, *x: m(*x), vlm, video.astype(jnp.float32), mask, question, answer)
@@ -110,7 +110,7 @@ def test_prefix_lm_mask_blocks_future_answer_tokens_and_padded_frames(random_tin
     # Pixels of padded frames are invisible; those of real frames are not.
     noise = jax.random.randint(jax.random.key(9), video[:, 6:].shape, 0, 256).astype(jnp.uint8)
     np.testing.assert_allclose(forward(random_tiny, video.at[:, 6:].set(noise), answer).logits, base.logits, atol=1e-6)
-    assert np.abs(forward(random_tiny, video.at[:, :2].set(noise), answer).logits - base.logits).max() > 1e-4
+    assert np.abs(forward(random_tiny, video.at[:, :2].set(noise[:, :2]), answer).logits - base.logits).max() > 1e-4
 
 
 # ---------------------------------------------------------------- a tiny model that overfits
@@ -130,7 +130,7 @@ def overfit():
     )
     answer_in = model.teacher_forcing_inputs(batch.answer, TOK.bos_id)
     vlm = model.build(TINY, seed=0)
-    optimizer = nnx.Optimizer(vlm, optax.adamw(1e-3), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(vlm, optax.adamw(2e-3), wrt=nnx.Param)
 
     @nnx.jit
     def step(m, opt):
@@ -141,9 +141,12 @@ def overfit():
         opt.update(m, grads)
         return metrics
 
-    steps = None
+    # Done when every answer is right (teacher-forced argmax) three steps running: at the first
+    # such step some logit margins are ties that greedy decoding may break the other way.
+    steps, streak = None, 0
     for i in range(300):
-        if float(step(vlm, optimizer)["answer_exact"]) == 1.0:
+        streak = streak + 1 if float(step(vlm, optimizer)["answer_exact"]) == 1.0 else 0
+        if streak == 3:
             steps = i + 1
             break
     return dict(model=vlm, batch=batch, spec=spec, video=video, mask=mask, steps=steps)
@@ -155,7 +158,7 @@ def test_tiny_model_overfits_32_questions_in_under_300_steps(overfit):
     tokens = model.generate(overfit["model"], overfit["video"], overfit["mask"], batch.question, SPECIAL)
     templates = overfit["spec"].templates()
     judged = [answers.check_answer(TOK.decode(t), templates[int(k)], float(v))
-              for t, k, v in zip(tokens, batch.template, batch.value)]
+              for t, k, v in zip(tokens, batch.template, batch.value, strict=True)]
     assert all(judged), f"{sum(judged)} of 32 answered correctly"
     np.testing.assert_array_equal(tokens, batch.answer)
 
@@ -194,7 +197,7 @@ def test_remat_recomputes_without_changing_loss_or_gradients_and_bf16_stays_clos
     loss, grads = _loss_and_grads(TINY)
     loss_remat, grads_remat = _loss_and_grads(TINY.replace(remat=True))
     np.testing.assert_allclose(loss_remat, loss, rtol=1e-6)
-    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     loss_bf16, grads_bf16 = _loss_and_grads(TINY.replace(dtype="bfloat16"))
     assert abs(float(loss_bf16) - float(loss)) < 0.03 * float(loss)
@@ -405,7 +408,7 @@ def test_pretrained_weights_that_do_not_fit_are_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="cannot read pretrained checkpoint"):
         pretrained.load_vision_encoder(vlm, tmp_path / "broken.safetensors")
     after = jax.tree.map(np.asarray, nnx.state(vlm.encoder, nnx.Param))
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)):
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
         np.testing.assert_array_equal(a, b)  # a refused file changes nothing
 
 
@@ -421,7 +424,8 @@ def test_checkpoint_round_trip_restores_the_same_model_tokenizer_and_config(over
     restored, tokenizer, meta = checkpoint.load(saved)
     assert meta["step"] == 85 and meta["note"] == "overfit"
     assert tokenizer.vocab == TOK.vocab and restored.config == overfit["model"].config
-    for a, b in zip(jax.tree.leaves(nnx.state(overfit["model"], nnx.Param)), jax.tree.leaves(nnx.state(restored, nnx.Param))):
+    for a, b in zip(jax.tree.leaves(nnx.state(overfit["model"], nnx.Param)), jax.tree.leaves(nnx.state(restored, nnx.Param)),
+                    strict=True):
         np.testing.assert_array_equal(a, b)
 
 

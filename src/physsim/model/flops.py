@@ -3,8 +3,9 @@
 Matrix multiplications only (2 FLOPs per multiply-add), as MFU is usually
 defined: attention is counted over the full (masked) sequence, since masks do
 not skip work; a training step is 3x the forward pass (the backward pass
-costs two matmuls per forward one); recomputation under `remat` is not model
-work and is not counted. `tests/test_model.py` checks the count against XLA's
+costs two matmuls per forward one) less the tubelet embedding's gradient
+with respect to the pixels, which nobody needs and XLA does not compute;
+recomputation under `remat` is not model work and is not counted. `tests/test_model.py` checks the count against XLA's
 own cost analysis of the compiled forward and training programs.
 """
 
@@ -42,7 +43,7 @@ def _block(tokens: int, width: int, hidden: int, keys: int | None = None) -> int
 def forward_flops(cfg: ModelConfig) -> dict[str, int]:
     """Forward-pass FLOPs of one example, by part."""
     nv = cfg.video_tokens
-    encoder = 2 * nv * (cfg.tubelet * cfg.patch * cfg.patch * 3) * cfg.enc_width
+    encoder = tubelet_embedding_flops(cfg)
     encoder += cfg.enc_depth * _block(nv, cfg.enc_width, cfg.enc_mlp)
     decoder = 2 * nv * cfg.enc_width * cfg.dec_width  # projection
     decoder += cfg.dec_depth * _block(cfg.sequence_length, cfg.dec_width, cfg.dec_mlp)
@@ -55,9 +56,13 @@ def forward_flops(cfg: ModelConfig) -> dict[str, int]:
     return {"encoder": encoder, "decoder": decoder, "heads": heads, "total": encoder + decoder + heads}
 
 
+def tubelet_embedding_flops(cfg: ModelConfig) -> int:
+    return 2 * cfg.video_tokens * (cfg.tubelet * cfg.patch * cfg.patch * 3) * cfg.enc_width
+
+
 def train_flops_per_example(cfg: ModelConfig) -> int:
     """Model FLOPs of one training step per example (forward + backward, no recomputation)."""
-    return 3 * forward_flops(cfg)["total"]
+    return 3 * forward_flops(cfg)["total"] - tubelet_embedding_flops(cfg)
 
 
 def peak_flops(device_kind: str) -> float | None:
