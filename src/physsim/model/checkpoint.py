@@ -51,11 +51,12 @@ def param_tree(model: VLM) -> dict:
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
-def save_args(model: VLM, tokenizer, meta: dict | None = None) -> dict[str, ocp.args.CheckpointArgs]:
-    """The model's items of one step; the trainer adds its own to the same `Composite`."""
+def save_args(config: config_lib.ModelConfig, params: dict, tokenizer, meta: dict | None = None
+              ) -> dict[str, ocp.args.CheckpointArgs]:
+    """The model's items of one step (parameters as a pure dict); the trainer adds its own to the same `Composite`."""
     return {
-        PARAMS: ocp.args.StandardSave(param_tree(model)),
-        META: ocp.args.JsonSave({"format": FORMAT, "model": config_lib.to_dict(model.config),
+        PARAMS: ocp.args.StandardSave(params),
+        META: ocp.args.JsonSave({"format": FORMAT, "model": config_lib.to_dict(config),
                                  "tokenizer": tokenizer.to_json(), **(meta or {})}),
     }
 
@@ -63,7 +64,7 @@ def save_args(model: VLM, tokenizer, meta: dict | None = None) -> dict[str, ocp.
 def save(directory: str | Path, step: int, model: VLM, tokenizer, meta: dict | None = None) -> Path:
     """Writes one step (and waits for it): the model, its config and the tokenizer."""
     with open_manager(directory) as manager:
-        manager.save(step, args=ocp.args.Composite(**save_args(model, tokenizer, meta)))
+        manager.save(step, args=ocp.args.Composite(**save_args(model.config, param_tree(model), tokenizer, meta)))
         manager.wait_until_finished()
         return Path(manager.directory) / str(step)
 
@@ -123,6 +124,11 @@ def check_params_fit(manager: ocp.CheckpointManager, step: int, expected: dict) 
         raise CheckpointError(
             f"checkpoint step {step} in {manager.directory} holds a model of another shape:\n  {shown}"
         )
+
+
+def latest_step(manager: ocp.CheckpointManager) -> int | None:
+    steps = manager.all_steps()
+    return max(steps) if steps else None
 
 
 def restore_params(manager: ocp.CheckpointManager, step: int, model: VLM) -> None:

@@ -1,0 +1,192 @@
+"""Training batches made inside the jitted step: simulate, render, ask, pad, shard.
+
+A step's global batch is `data.shards` scene shards. Shard i is simulated from
+`fold_in(step_key, i)` and holds, for every configured family, its share of
+`worlds_per_shard` worlds and `questions_per_world` questions per world
+(`questions.pipeline`), padded to the model's frame count and object slots and
+concatenated. Devices split the shards (`shard_map` over the mesh, `lax.map`
+over a device's own shards), so each device simulates different scenes, and
+the global batch for a key is the same on 1 device or on 4: same seed, same
+scenes, same loss, on any device count.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.sharding import PartitionSpec as P
+
+from physsim import model as model_lib
+from physsim import scenarios
+from physsim.model.config import ModelConfig
+from physsim.questions import pipeline
+from physsim.questions.templates import TASKS
+from physsim.train.config import Config, ConfigError, DataConfig
+
+BATCH_AXES = ("data", "fsdp")  # the batch is split over every device of the mesh
+
+
+@struct.dataclass
+class Batch:
+    """Q questions of one or more families, in the model's shapes."""
+
+    video: jax.Array  # (Q, F, H, W, 3) uint8, zero-padded after each clip
+    frame_mask: jax.Array  # (Q, F) bool
+    question: jax.Array  # (Q, Lq) int32
+    answer: jax.Array  # (Q, La) int32
+    targets: jax.Array  # (Q, horizons, max_objects, 3) m
+    slot_mask: jax.Array  # (Q, max_objects) bool
+    properties: jax.Array  # (Q, max_objects, 3)
+    gravity: jax.Array  # (Q,)
+    family: jax.Array  # (Q,) int32 index into the config's families
+    template: jax.Array  # (Q,) int32 index into the family's spec.templates()
+    task: jax.Array  # (Q,) int32 index into questions.templates.TASKS
+    value: jax.Array  # (Q,) float32 measured answer
+    valid: jax.Array  # (Q,) bool: a sound world with a well-posed answer
+    unsound: jax.Array  # (Q,) int32: per question slot 0, except the first of each family: its batch's
+    #                     count of worlds whose simulation was unsound (exploded), so sum() counts them
+
+
+def family_names(data: DataConfig) -> tuple[str, ...]:
+    return tuple(name for name, _ in data.families)
+
+
+def family_specs(config: Config, split: str = "train") -> tuple[pipeline.BatchSpec, ...]:
+    """One resolved BatchSpec per family for one scene shard (static: one compile per config)."""
+    data, cfg = config.data, config.model
+    weights = data.family_weights()
+    total = sum(weights.values())
+    task_weight = dict(data.task_weights)
+    specs = []
+    for name in family_names(data):
+        worlds = max(1, round(data.worlds_per_shard * weights[name] / total))
+        offered = {t.task for t in scenarios.get(name).questions}
+        tasks = tuple(t for t in TASKS if t in offered and task_weight.get(t, 0.0) > 0)
+        if not tasks:
+            raise ConfigError(f"data.task_weights give family {name!r} no task type it asks ({sorted(offered)})")
+        spec = pipeline.BatchSpec(
+            name, split=split, n_worlds=worlds, n_questions=worlds * data.questions_per_world,
+            frame_stride=data.frame_stride, width=cfg.width, height=cfg.height, horizons=data.horizons,
+            tasks=tasks, task_weights=tuple(task_weight[t] for t in tasks), camera_jitter=data.camera_jitter,
+        ).resolved()
+        specs.append(spec)
+    return tuple(specs)
+
+
+def check(config: Config, n_devices: int) -> None:
+    """Every problem a config can have before anything is compiled, as a ConfigError naming it."""
+    data, cfg = config.data, config.model
+    if not data.families:
+        raise ConfigError("data.families is empty: name at least one scene family")
+    for name, weight in data.families:
+        if name not in scenarios.names():
+            close = [n for n in scenarios.names() if n.startswith(name[:3])]
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"data.families: unknown scene family {name!r}{hint} (families: {', '.join(scenarios.names())})")
+        if not weight > 0:
+            raise ConfigError(f"data.families: weight of {name!r} is {weight}; weights must be positive")
+    for task, weight in data.task_weights:
+        if task not in TASKS:
+            raise ConfigError(f"data.task_weights: unknown task type {task!r} (task types: {', '.join(TASKS)})")
+        if weight < 0:
+            raise ConfigError(f"data.task_weights: weight of {task!r} is {weight}; weights must be >= 0")
+    for name in ("worlds_per_shard", "questions_per_world", "shards", "frame_stride"):
+        if getattr(data, name) < 1:
+            raise ConfigError(f"data.{name}={getattr(data, name)} must be a positive integer")
+    for name in ("questions", "questions_per_world", "every"):
+        if getattr(config.eval, name) < 1:
+            raise ConfigError(f"eval.{name}={getattr(config.eval, name)} must be a positive integer")
+    for split in config.eval.splits:
+        if split not in ("train", "ood"):
+            raise ConfigError(f"eval.splits: unknown split {split!r} (splits: train, ood)")
+    if config.train.fsdp < 1 or n_devices % config.train.fsdp:
+        raise ConfigError(f"train.fsdp={config.train.fsdp} must divide the {n_devices} devices")
+    if data.shards % n_devices:
+        raise ConfigError(
+            f"data.shards={data.shards} is not divisible by the {n_devices} devices: every device simulates "
+            f"the same number of scene shards (use a multiple of {n_devices})"
+        )
+    try:
+        specs = family_specs(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    for spec in specs:
+        frames = len(spec.video_frames())
+        if frames > cfg.frames:
+            raise ConfigError(f"family {spec.family!r} shows {frames} frames at frame_stride={data.frame_stride}, "
+                              f"more than model.frames={cfg.frames}")
+        n = scenarios.get(spec.family).layout().n_objects
+        if n > cfg.max_objects:
+            raise ConfigError(f"family {spec.family!r} has {n} object slots, more than model.max_objects={cfg.max_objects}")
+    if len(data.horizons) != cfg.horizons:
+        raise ConfigError(f"data.horizons has {len(data.horizons)} entries but model.horizons={cfg.horizons}")
+
+
+def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig,
+                    unsound: jax.Array) -> Batch:
+    """A family's QABatch padded to the model's frames and object slots."""
+    video, frame_mask = model_lib.pad_frames(qa.video, cfg.frames)
+    pad_slots = cfg.max_objects - qa.targets.shape[2]
+    task_of = jnp.asarray([TASKS.index(t.task) for t in spec.templates()], jnp.int32)
+    q = qa.question.shape[0]
+    return Batch(
+        video=video, frame_mask=frame_mask, question=qa.question, answer=qa.answer,
+        targets=jnp.pad(qa.targets, [(0, 0), (0, 0), (0, pad_slots), (0, 0)]),
+        slot_mask=jnp.pad(qa.active, [(0, 0), (0, pad_slots)]),
+        properties=jnp.pad(qa.properties, [(0, 0), (0, pad_slots), (0, 0)]),
+        gravity=qa.gravity, family=jnp.full((q,), family, jnp.int32), template=qa.template,
+        task=task_of[qa.template], value=qa.value, valid=qa.valid,
+        unsound=jnp.zeros((q,), jnp.int32).at[0].set(unsound),
+    )
+
+
+def concatenate(batches: list[Batch]) -> Batch:
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
+
+
+def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
+    """One family's questions for one shard (inside jit)."""
+    qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
+    return to_model_shapes(qa, family, spec, cfg, (~measured.sound).sum().astype(jnp.int32))
+
+
+def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> Batch:
+    """Every family's share of one scene shard, concatenated."""
+    return concatenate([family_batch(jax.random.fold_in(key, i), i, spec, cfg) for i, spec in enumerate(specs)])
+
+
+def shard_keys(key: jax.Array, first: jax.Array | int, count: int) -> jax.Array:
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(count))
+
+
+def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None) -> Batch:
+    """The step's whole batch, sharded over the mesh's devices along the question axis (inside jit)."""
+    specs = family_specs(config)
+    shards = config.data.shards
+
+    def local(key, first, count):
+        per_shard = jax.lax.map(lambda k: shard_batch(k, specs, config.model), shard_keys(key, first, count))
+        return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), per_shard)
+
+    if mesh is None or mesh.size == 1:
+        return local(key, 0, shards)
+    per_device = shards // mesh.size
+
+    def on_device(key):
+        return local(key, jax.lax.axis_index(BATCH_AXES) * per_device, per_device)
+
+    return jax.shard_map(on_device, mesh=mesh, in_specs=P(), out_specs=P(BATCH_AXES), check_vma=False)(key)
+
+
+@functools.partial(jax.jit, static_argnames=("family", "spec", "cfg"))
+def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
+    """A held-out evaluation batch of one family and split, in the model's shapes."""
+    return family_batch(key, family, spec, cfg)
+
+
+def n_questions(config: Config) -> int:
+    """Questions in one step's global batch."""
+    return config.data.shards * sum(s.n_questions for s in family_specs(config))

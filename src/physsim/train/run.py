@@ -1,0 +1,325 @@
+"""The training run: state, checkpoints, the loop, evaluation and the files of `runs/<name>/`.
+
+    runs/<name>/config.json     the resolved config
+    runs/<name>/metrics.jsonl   one line per logged step ("kind": "train") and per evaluation ("kind": "eval")
+    runs/<name>/eval.json       the final evaluation: per split x task and split x family x task tables
+    runs/<name>/curves.png      loss and held-out accuracy (model and blind baseline) over steps
+    runs/<name>/checkpoints/    orbax steps: params + meta (model config, tokenizer, run config) + train
+                                (step, PRNG key, optimiser state, blind baseline)
+
+A run restarts from its latest complete checkpoint by itself: the step
+counter, key and optimiser state come back, so the next step is the one the
+interrupted run would have taken (bit-identical on CPU). Lines of
+`metrics.jsonl` past that step are dropped, as they are about to be
+recomputed. SIGTERM or Ctrl-C ends the run after the current step with a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from physsim.model import checkpoint
+from physsim.questions import pipeline
+from physsim.train import config as config_lib
+from physsim.train import data as data_lib
+from physsim.train import evaluate as eval_lib
+from physsim.train import mesh as mesh_lib
+from physsim.train import step as step_lib
+from physsim.train.config import Config, ConfigError
+
+TRAIN_ITEM = "train"
+
+
+# ---------------------------------------------------------------- checkpoints
+def open_checkpoints(config: Config, read_only: bool = False) -> ocp.CheckpointManager:
+    return checkpoint.open_manager(config.run_dir / "checkpoints", max_to_keep=config.train.keep_checkpoints,
+                                   extra_handlers={TRAIN_ITEM: ocp.StandardCheckpointHandler()}, read_only=read_only)
+
+
+def _train_item(state: step_lib.TrainState) -> dict:
+    return {"step": state.step, "key": state.key, "opt_state": state.opt_state,
+            "blind_params": state.blind_params, "blind_opt_state": state.blind_opt_state}
+
+
+def save_state(manager: ocp.CheckpointManager, state: step_lib.TrainState, config: Config, tokenizer) -> int:
+    step = int(state.step)
+    meta = {"run": config_lib.to_dict(config), "step": step}
+    args = checkpoint.save_args(config.model, state.params, tokenizer, meta)
+    manager.save(step, args=ocp.args.Composite(**args, **{TRAIN_ITEM: ocp.args.StandardSave(_train_item(state))}),
+                 force=True)
+    return step
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, like: step_lib.TrainState, shardings, config: Config
+                  ) -> step_lib.TrainState:
+    """The checkpointed state at `step`, laid out like `like`; refuses (CheckpointError) one that does not fit."""
+    checkpoint.check_params_fit(manager, step, like.params)
+    saved = checkpoint.read_meta(manager, step).get("run", {}).get("train", {})
+    if saved.get("blind_baseline", config.train.blind_baseline) != config.train.blind_baseline:
+        raise checkpoint.CheckpointError(
+            f"checkpoint step {step} in {manager.directory} was trained with train.blind_baseline="
+            f"{saved['blind_baseline']}; this run has {config.train.blind_baseline} (use another run.name)")
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), like, shardings)
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**{
+            checkpoint.PARAMS: ocp.args.StandardRestore(abstract.params),
+            TRAIN_ITEM: ocp.args.StandardRestore(_train_item(abstract)),
+        }))
+    except (ValueError, KeyError, OSError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint step {step} in {manager.directory} cannot be restored: {e}") from e
+    train = restored[TRAIN_ITEM]
+    return step_lib.TrainState(step=train["step"], key=train["key"], params=restored[checkpoint.PARAMS],
+                               opt_state=train["opt_state"], blind_params=train["blind_params"],
+                               blind_opt_state=train["blind_opt_state"])
+
+
+# ---------------------------------------------------------------- logs and plots
+class MetricsLog:
+    """metrics.jsonl, appended to; on resume, lines past the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is None:
+            path.write_text("")
+        elif path.exists():
+            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept))
+
+    def write(self, entry: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def entries(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(float(x)) else None
+
+
+def plot_curves(entries: list[dict], path: Path) -> None:
+    """Training loss, and held-out accuracy per task type, of the model (solid) and the blind baseline (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [e for e in entries if e["kind"] == "train"]
+    evals = [e for e in entries if e["kind"] == "eval"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = [e["step"] for e in train]
+    ax_loss.plot(steps, [e["loss"] for e in train], label="model")
+    if train and "blind/loss" in train[0]:
+        ax_loss.plot(steps, [e["blind/loss"] for e in train], "--", label="blind baseline")
+    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
+    ax_loss.legend()
+    if evals:
+        for split, style in (("train", "-"), ("ood", ":")):
+            for i, row in enumerate(r for r in evals[-1]["by_split_task"] if r["split"] == split):
+                color = f"C{i}"
+                series = [(e["step"], next(r for r in e["by_split_task"] if r["split"] == split and r["task"] == row["task"]))
+                          for e in evals]
+                ax_acc.plot([s for s, _ in series], [r["accuracy"] for _, r in series], style, color=color, marker="o",
+                            label=f"{row['task']} ({'in-dist.' if split == 'train' else 'ood'})")
+                if "blind_accuracy" in row and split == "train":
+                    ax_acc.plot([s for s, _ in series], [r["blind_accuracy"] for _, r in series], "--", color=color,
+                                alpha=0.5)
+        ax_acc.set(xlabel="step", ylabel="held-out accuracy", ylim=(0, 1),
+                   title="held-out accuracy (dashed: blind baseline)")
+        ax_acc.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def print_summary(summary: dict, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="held-out accuracy by task type (model vs blind baseline vs chance)")
+    for column in ("split", "task", "questions", "accuracy", "blind", "chance", "state error (m)", "blind state error"):
+        table.add_column(column, justify="right")
+    for r in summary["by_split_task"]:
+        table.add_row(r["split"], r["task"], str(r["questions"]), f"{r['accuracy']:.1%}",
+                      f"{r.get('blind_accuracy', float('nan')):.1%}", f"{r['chance']:.1%}",
+                      f"{r['state_error_m']:.3f}", f"{r.get('blind_state_error_m', float('nan')):.3f}")
+    console.print(table)
+
+
+# ---------------------------------------------------------------- the loop
+class _StopRequest:
+    """Set by SIGTERM / SIGINT; the loop checkpoints and ends after the current step."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class Result:
+    step: int
+    summary: dict | None
+    run_dir: Path
+    stopped_by_signal: bool = False
+
+
+def train(config: Config, *, resume: bool = True) -> Result:
+    """Runs (or continues) the run described by `config`; see the module docstring for what it writes."""
+    from rich.console import Console
+
+    console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+    lead = jax.process_index() == 0
+    n_devices = jax.device_count()
+    data_lib.check(config, n_devices)
+    tokenizer = pipeline.default_tokenizer()
+    if tokenizer.size > config.model.vocab_size:
+        raise ConfigError(f"the tokenizer has {tokenizer.size} tokens; model.vocab_size={config.model.vocab_size} is too small")
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    mesh = mesh_lib.make_mesh(config.train.fsdp)
+    graphdef, state, shardings = step_lib.init_state(config, mesh)
+    manager = open_checkpoints(config)
+    start = checkpoint.latest_step(manager) if resume else None
+    if start is not None:
+        state = restore_state(manager, start, state, shardings, config)
+    elif not resume and checkpoint.latest_step(manager) is not None:
+        raise checkpoint.CheckpointError(f"{manager.directory} already holds checkpoints; resume, or use another run.name")
+    if lead:
+        (run_dir / "config.json").write_text(config_lib.to_json(config))
+    log = MetricsLog(run_dir / "metrics.jsonl", start) if lead else None
+    writer = _tensorboard(config, run_dir) if lead else None
+    per_step = data_lib.n_questions(config)
+    console.print(f"run {config.run.name}: {config.model.size} model, {n_devices} device(s) "
+                  f"({jax.devices()[0].device_kind}), {per_step} questions/step from "
+                  f"{', '.join(data_lib.family_names(config.data))}"
+                  + (f"; resuming after step {start}" if start is not None else ""))
+
+    t0 = time.perf_counter()
+    suites = eval_lib.make_suites(config)
+    jax.block_until_ready([s.batch.video for s in suites])
+    console.print(f"held-out suites: {len(suites)} x {config.eval.questions} questions simulated in "
+                  f"{time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    step_fn = step_lib.make_step(config, graphdef, mesh, shardings).lower(state).compile()
+    console.print(f"training step compiled in {time.perf_counter() - t0:.0f} s")
+
+    def run_eval(step: int) -> dict:
+        summary = eval_lib.evaluate(graphdef, state.params, state.blind_params, suites, tokenizer)
+        if lead:
+            log.write({"step": step, "kind": "eval", **summary})
+            if writer:
+                for r in summary["by_split_task"]:
+                    writer.add_scalar(f"eval/{r['split']}/{r['task']}/accuracy", r["accuracy"], step)
+        return summary
+
+    summary = None
+    first = int(state.step)
+    stopped = False
+    with _StopRequest() as stop, _progress(console, config.train.steps, first, config.run.progress) as progress:
+        t_start, t_log, step_at_log = time.perf_counter(), time.perf_counter(), first
+        for step in range(first + 1, config.train.steps + 1):
+            state, metrics = step_fn(state)
+            if step % config.train.log_every == 0 or step == config.train.steps or stop.signal:
+                metrics = jax.device_get(metrics)
+                now = time.perf_counter()
+                rate = (step - step_at_log) / max(now - t_log, 1e-9)
+                t_log, step_at_log = now, step
+                entry = {"step": step, "kind": "train", "time_s": now - t_start, "steps_per_s": rate,
+                         "questions_per_s": rate * per_step, **{k: _finite(v) for k, v in metrics.items()}}
+                if lead:
+                    log.write(entry)
+                    if writer:
+                        for k, v in entry.items():
+                            if isinstance(v, float):
+                                writer.add_scalar(f"train/{k}", v, step)
+                progress.update(step, entry)
+            if step % config.train.checkpoint_every == 0 or stop.signal:
+                save_state(manager, state, config, tokenizer)
+            if stop.signal:
+                stopped = True
+                break
+            if step % config.eval.every == 0 and step < config.train.steps:
+                summary = run_eval(step)
+    step = int(state.step)
+    if not stopped:
+        if checkpoint.latest_step(manager) != step:
+            save_state(manager, state, config, tokenizer)
+        summary = run_eval(step)
+    manager.wait_until_finished()
+    manager.close()
+    if lead and not stopped:
+        (run_dir / "eval.json").write_text(json.dumps({
+            "run": config.run.name, "step": step, "device": jax.devices()[0].device_kind, "devices": n_devices,
+            "questions_per_step": per_step, "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
+        plot_curves(log.entries(), run_dir / "curves.png")
+        print_summary(summary, console)
+        console.print(f"wrote {run_dir}/eval.json, metrics.jsonl, curves.png and checkpoints/")
+    elif lead:
+        console.print(f"stopped by signal {stop.signal} after step {step}; checkpoint written to {run_dir}/checkpoints")
+    if writer:
+        writer.close()
+    return Result(step=step, summary=summary, run_dir=run_dir, stopped_by_signal=stopped)
+
+
+def _tensorboard(config: Config, run_dir: Path) -> Any:
+    if not config.run.tensorboard:
+        return None
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as e:
+        raise ConfigError("run.tensorboard=True needs tensorboardX (pip install 'physsim[tensorboard]')") from e
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+class _progress:
+    """A rich progress line (step, loss, steps/s, questions/s, ETA), or plain log lines off a terminal."""
+
+    def __init__(self, console, total: int, done: int, enabled: bool):
+        self.console, self.total, self.done, self.enabled = console, total, done, enabled
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=self.total, completed=self.done, info="compiled, running")
+        return self
+
+    def update(self, step: int, entry: dict) -> None:
+        info = (f"loss {entry['loss']:.3f} · {entry['steps_per_s']:.2f} steps/s · "
+                f"{entry['questions_per_s']:.0f} questions/s")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+        elif self.enabled:
+            left = (self.total - step) / max(entry["steps_per_s"], 1e-9)
+            self.console.print(f"step {step}/{self.total} · {info} · ETA {left / 60:.1f} min")
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()

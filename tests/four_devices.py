@@ -1,0 +1,50 @@
+"""Run by tests/test_train.py in a subprocess with 4 forced CPU devices: one training step on a
+4-device mesh and on a 1-device mesh, from the same state and key; prints the metrics as JSON."""
+
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+
+import json  # noqa: E402
+
+import jax  # noqa: E402
+
+from physsim.train import config as config_lib  # noqa: E402
+from physsim.train import data, mesh, step  # noqa: E402
+from physsim.train.config import ConfigError  # noqa: E402
+
+
+def main() -> None:
+    config = config_lib.replace(config_lib.load(sys.argv[1]), config_lib.parse_overrides(sys.argv[2:]))
+    assert jax.device_count() == 4, jax.devices()
+    out = {}
+    batches = {}
+    for name, devices, fsdp in (("four", jax.devices(), 1), ("one", jax.devices()[:1], 1), ("fsdp", jax.devices(), 2)):
+        cfg = config_lib.replace(config, {"train.fsdp": fsdp})
+        m = mesh.make_mesh(fsdp, devices)
+        graphdef, state, shardings = step.init_state(cfg, m)
+        fn = step.make_step(cfg, graphdef, m, shardings)
+        batches[name] = jax.device_get(jax.jit(lambda k, cfg=cfg, m=m: data.global_batch(k, cfg, m))(
+            jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)))
+        state, metrics = fn(state)
+        out[name] = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        out[name]["devices"] = len(state.params["embed"]["embedding"].sharding.device_set)
+        out[name]["param_shard_shape"] = list(state.params["blocks"][0]["mlp"]["fc1"]["kernel"].addressable_shards[0].data.shape)
+    one, four = batches["one"], batches["four"]
+    out["batch"] = {
+        "tokens_equal": bool((one.question == four.question).all() and (one.answer == four.answer).all()),
+        "pixels_equal": float((one.video == four.video).mean()),
+        "targets_max_diff_m": float(abs(one.targets - four.targets).max()),
+        "properties_max_diff": float(abs(one.properties - four.properties).max()),
+    }
+    try:
+        data.check(config_lib.replace(config, {"data.shards": 6}), jax.device_count())
+        out["indivisible"] = "accepted"
+    except ConfigError as e:
+        out["indivisible"] = str(e)
+    print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

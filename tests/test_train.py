@@ -1,0 +1,192 @@
+"""The trainer: 4 devices = 1 device, exact resume, nothing from disk in the step, clear errors that keep
+checkpoints, config files and overrides, evaluation tables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from physsim.model.checkpoint import CheckpointError
+from physsim.train import config as config_lib
+from physsim.train import data, evaluate, run, step
+from physsim.train.__main__ import main as train_main
+from physsim.train.config import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds
+    "data.families": {"projectile": 1.0}, "data.worlds_per_shard": 2, "data.questions_per_world": 2,
+    "train.steps": 3, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
+    "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False,
+}
+
+
+def small_config(tmp_path, **overrides):
+    return config_lib.replace(config_lib.load(ROOT / "experiments" / "tiny.py"),
+                              {**SMALL, "run.out_dir": str(tmp_path), **overrides})
+
+
+def losses(run_dir: Path) -> dict[int, dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {e["step"]: e for e in lines if e["kind"] == "train"}
+
+
+def files(directory: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- config
+def test_every_experiment_config_loads_and_passes_its_checks():
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        config = config_lib.load(path)
+        assert config.run.name == path.stem
+        data.check(config, n_devices=config.data.shards)  # one device per scene shard is always valid
+
+
+def test_overrides_are_typed_and_unknown_keys_suggest_the_closest():
+    config = config_lib.load(ROOT / "experiments" / "tiny.py")
+    parsed = config_lib.parse_overrides(["--train.steps=200", "--data.families", "{'collision': 2}", "--run.name=x"])
+    changed = config_lib.replace(config, parsed)
+    assert changed.train.steps == 200 and changed.data.families == (("collision", 2.0),) and changed.run.name == "x"
+    with pytest.raises(ConfigError, match="unknown config key 'train.stpes'; did you mean 'train.steps'"):
+        config_lib.replace(config, {"train.stpes": 3})
+    with pytest.raises(ConfigError, match="unknown config key 'model.dec_widht'; did you mean 'model.dec_width'"):
+        config_lib.replace(config, {"model.dec_widht": 3})
+    with pytest.raises(ConfigError, match="train.steps='many': expected an integer"):
+        config_lib.replace(config, {"train.steps": "many"})
+    with pytest.raises(ConfigError, match="train.blind_baseline=1: expected True or False"):
+        config_lib.replace(config, {"train.blind_baseline": 1})
+    with pytest.raises(ConfigError, match="is not a multiple of model.patch"):
+        config_lib.replace(config, {"model.height": 60})
+
+
+def test_cli_reports_bad_configs_without_a_traceback(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(ROOT / "experiments" / "tiny.py"), "--train.stpes=3"])
+    assert "did you mean 'train.steps'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_main(["--config", str(tmp_path / "missing.py")])
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_impossible_data_configs_name_the_problem(tmp_path):
+    config = small_config(tmp_path)
+    with pytest.raises(ConfigError, match="data.shards=3 is not divisible by the 4 devices"):
+        data.check(config_lib.replace(config, {"data.shards": 3}), n_devices=4)
+    with pytest.raises(ConfigError, match="unknown scene family 'colision'; did you mean 'collision'"):
+        data.check(config_lib.replace(config, {"data.families": {"colision": 1.0}}), n_devices=1)
+    with pytest.raises(ConfigError, match="family 'chain' shows 21 frames .* more than model.frames=16"):
+        data.check(config_lib.replace(config, {"data.families": {"chain": 1.0}}), n_devices=1)
+    with pytest.raises(ConfigError, match="train.fsdp=3 must divide the 4 devices"):
+        data.check(config_lib.replace(config, {"train.fsdp": 3}), n_devices=4)
+
+
+# ---------------------------------------------------------------- the step
+def test_step_takes_only_the_train_state_and_reads_nothing_from_disk(tmp_path):
+    config = small_config(tmp_path, **{"train.blind_baseline": False})
+    mesh = step.mesh_lib.make_mesh(1)
+    graphdef, state, shardings = step.init_state(config, mesh)
+    fn = step.make_step(config, graphdef, mesh, shardings)
+    closed = jax.make_jaxpr(fn)(state)
+    assert len(closed.jaxpr.invars) == len(jax.tree.leaves(state))  # the state is the only input
+    # No batch-sized constant rides along (a dataset baked in would): the largest constant is a small table.
+    largest = max((np.asarray(c).nbytes for c in closed.consts), default=0)
+    batch_video = data.n_questions(config) * config.model.frames * config.model.height * config.model.width * 3
+    assert largest < batch_video / 10, f"a {largest}-byte constant is baked into the step"
+    assert "scan" in str(closed.jaxpr)  # the simulation (a lax.scan of mjx.step) runs inside
+
+
+def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    overrides = ["--data.families={'projectile': 1.0}", "--data.worlds_per_shard=2", "--data.questions_per_world=2",
+                 "--data.shards=4", "--train.blind_baseline=False"]
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "four_devices.py"), str(ROOT / "experiments" / "tiny.py"),
+                           *overrides], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert out["four"]["devices"] == 4 and out["one"]["devices"] == 1
+    # The same global batch: identical questions, answers and hidden properties; the shard's program
+    # is compiled as a 4-trip loop on one device and straight-line on four, so float32 contact dynamics
+    # end up fractions of a millimetre apart and a few pixels in a million differ.
+    batch = out["batch"]
+    assert batch["tokens_equal"] and batch["properties_max_diff"] == 0.0
+    assert batch["pixels_equal"] > 0.9999 and batch["targets_max_diff_m"] < 1e-3
+    for name in ("loss", "answer_nll", "state_mse", "grad_norm"):  # measured: 3e-5 relative at most
+        np.testing.assert_allclose(out["four"][name], out["one"][name], rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(out["fsdp"][name], out["four"][name], rtol=1e-6, err_msg=name)
+    assert out["four"]["valid_questions"] == out["one"]["valid_questions"] == 16
+    assert out["four"]["param_shard_shape"] == [64, 256] and out["fsdp"]["param_shard_shape"] == [32, 256]
+    assert "data.shards=6 is not divisible by the 4 devices" in out["indivisible"]
+
+
+# ---------------------------------------------------------------- runs, resume, checkpoints
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    config = small_config(tmp_path_factory.mktemp("runs"), **{"run.name": "straight"})
+    result = run.train(config)
+    return config, result
+
+
+def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
+    config, result = uninterrupted
+    assert result.step == 3 and not result.stopped_by_signal
+    written = {p.name for p in result.run_dir.iterdir()}
+    assert {"metrics.jsonl", "eval.json", "curves.png", "config.json", "checkpoints"} <= written
+    report = json.loads((result.run_dir / "eval.json").read_text())
+    assert report["step"] == 3 and report["blind_baseline"] is True
+    rows = report["by_split_task"]
+    assert {r["task"] for r in rows} <= {"state", "counterfactual"} and all("blind_accuracy" in r for r in rows)
+    assert sorted(losses(result.run_dir)) == [1, 2, 3]
+    assert sorted(int(p.name) for p in (result.run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [2, 3]
+
+
+def test_resume_continues_exactly_where_the_run_left_off(uninterrupted, tmp_path):
+    config, straight = uninterrupted
+    interrupted = config_lib.replace(config, {"run.out_dir": str(tmp_path), "run.name": "resumed", "train.steps": 2})
+    run.train(interrupted)  # stops after step 2, with a checkpoint at 2
+    resumed = run.train(config_lib.replace(interrupted, {"train.steps": 3}))
+    assert resumed.step == 3
+    a, b = losses(straight.run_dir), losses(resumed.run_dir)
+    assert sorted(b) == [1, 2, 3]  # nothing lost, nothing logged twice
+    for key in ("loss", "blind/loss", "answer_nll", "state_mse", "grad_norm"):
+        assert a[3][key] == b[3][key], f"{key}: {a[3][key]} vs {b[3][key]}"
+
+
+def test_a_checkpoint_of_another_model_shape_is_refused_and_left_untouched(uninterrupted):
+    config, straight = uninterrupted
+    before = files(straight.run_dir / "checkpoints")
+    wider = config_lib.replace(config, {"model.dec_width": 96, "model.dec_mlp": 384, "train.steps": 5})
+    with pytest.raises(CheckpointError, match=r"another shape:\n  blocks.0.attn.key.bias: \(64,\) in the checkpoint, \(96,\)"):
+        run.train(wider)
+    no_blind = config_lib.replace(config, {"train.blind_baseline": False, "train.steps": 5})
+    with pytest.raises(CheckpointError, match="trained with train.blind_baseline=True"):
+        run.train(no_blind)
+    assert files(straight.run_dir / "checkpoints") == before
+
+
+# ---------------------------------------------------------------- evaluation
+def test_held_out_suites_use_a_stream_training_never_draws():
+    train_key = step.training_key(0)
+    training = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.fold_in(train_key, s), shard))))
+                for s in range(200) for shard in range(4)}
+    suites = {tuple(np.asarray(jax.random.key_data(evaluate.suite_key(0, f, split))))
+              for f in ("collision", "projectile") for split in ("train", "ood")}
+    assert len(suites) == 4 and not training & suites
+
+
+def test_summary_reports_accuracy_blind_baseline_and_chance_per_task():
+    def row(task, correct, chance, kind="choice", family="collision"):
+        return {"family": family, "split": "train", "task": task, "template": task, "kind": kind,
+                "correct": correct, "state_error_m": 0.5 if correct else 1.0, "chance": chance}
+
+    main = [row("state", True, 0.5), row("state", True, 0.0, kind="number"), row("property", False, 0.5)]
+    blind = [row("state", False, 0.5), row("state", True, 0.0, kind="number"), row("property", True, 0.5)]
+    summary = evaluate.summarise(main, blind)
+    state = next(r for r in summary["by_split_task"] if r["task"] == "state")
+    assert state["accuracy"] == 1.0 and state["blind_accuracy"] == 0.5 and state["chance"] == 0.25
+    assert state["numeric_share"] == 0.5 and state["state_error_m"] == 0.5 and state["blind_state_error_m"] == 0.75
+    assert [r["task"] for r in summary["by_split_task"]] == ["state", "property"]  # in TASKS order
