@@ -18,8 +18,10 @@ from physsim.train.__main__ import main as train_main
 from physsim.train.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds
+SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds; a replay ring of
+    # two steps' questions and two updates per step, so resuming must bring the ring back too
     "data.families": {"projectile": 1.0}, "data.worlds_per_shard": 2, "data.questions_per_world": 2,
+    "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
     "train.steps": 3, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
     "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False,
 }
@@ -83,6 +85,8 @@ def test_impossible_data_configs_name_the_problem(tmp_path):
         data.check(config_lib.replace(config, {"data.families": {"chain": 1.0}}), n_devices=1)
     with pytest.raises(ConfigError, match="train.fsdp=3 must divide the 4 devices"):
         data.check(config_lib.replace(config, {"train.fsdp": 3}), n_devices=4)
+    with pytest.raises(ConfigError, match="data.replay=6 must be a multiple of the 4 fresh questions"):
+        data.check(config_lib.replace(config, {"data.replay": 6}), n_devices=1)
 
 
 # ---------------------------------------------------------------- the step
@@ -103,7 +107,8 @@ def test_step_takes_only_the_train_state_and_reads_nothing_from_disk(tmp_path):
 def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     overrides = ["--data.families={'projectile': 1.0}", "--data.worlds_per_shard=2", "--data.questions_per_world=2",
-                 "--data.shards=4", "--train.blind_baseline=False"]
+                 "--data.shards=4", "--train.blind_baseline=False", "--data.replay=8", "--data.replay_sample=4",
+                 "--train.updates_per_batch=2"]
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "four_devices.py"), str(ROOT / "experiments" / "tiny.py"),
                            *overrides], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -146,9 +151,10 @@ def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
 
 def test_resume_continues_exactly_where_the_run_left_off(uninterrupted, tmp_path):
     config, straight = uninterrupted
-    interrupted = config_lib.replace(config, {"run.out_dir": str(tmp_path), "run.name": "resumed", "train.steps": 2})
-    run.train(interrupted)  # stops after step 2, with a checkpoint at 2
-    resumed = run.train(config_lib.replace(interrupted, {"train.steps": 3}))
+    same_run = config_lib.replace(config, {"run.out_dir": str(tmp_path), "run.name": "resumed"})
+    stopped = run.train(same_run, stop_at=2)  # as if interrupted after step 2: a checkpoint, no evaluation
+    assert stopped.step == 2 and not (stopped.run_dir / "eval.json").exists()
+    resumed = run.train(same_run)
     assert resumed.step == 3
     a, b = losses(straight.run_dir), losses(resumed.run_dir)
     assert sorted(b) == [1, 2, 3]  # nothing lost, nothing logged twice
@@ -165,6 +171,9 @@ def test_a_checkpoint_of_another_model_shape_is_refused_and_left_untouched(unint
     no_blind = config_lib.replace(config, {"train.blind_baseline": False, "train.steps": 5})
     with pytest.raises(CheckpointError, match="trained with train.blind_baseline=True"):
         run.train(no_blind)
+    bigger_ring = config_lib.replace(config, {"data.replay": 12, "train.steps": 5})
+    with pytest.raises(CheckpointError, match="trained with data.replay=8"):
+        run.train(bigger_ring)
     assert files(straight.run_dir / "checkpoints") == before
 
 
@@ -179,14 +188,51 @@ def test_held_out_suites_use_a_stream_training_never_draws():
 
 
 def test_summary_reports_accuracy_blind_baseline_and_chance_per_task():
-    def row(task, correct, chance, kind="choice", family="collision"):
-        return {"family": family, "split": "train", "task": task, "template": task, "kind": kind,
-                "correct": correct, "state_error_m": 0.5 if correct else 1.0, "chance": chance}
+    def row(task, correct, chance, kind="choice", family="collision", truth="yes", template=None):
+        return {"family": family, "split": "train", "task": task, "template": template or task, "kind": kind,
+                "correct": correct, "state_error_m": 0.5 if correct else 1.0, "chance": chance, "truth": truth}
 
-    main = [row("state", True, 0.5), row("state", True, 0.0, kind="number"), row("property", False, 0.5)]
-    blind = [row("state", False, 0.5), row("state", True, 0.0, kind="number"), row("property", True, 0.5)]
+    main = [row("state", True, 0.5), row("state", True, 0.0, kind="number", template="when"),
+            row("property", False, 0.5, truth="red"), row("property", True, 0.5, truth="red"),
+            row("property", True, 0.5, truth="blue")]
+    blind = [row("state", False, 0.5), row("state", True, 0.0, kind="number", template="when"),
+             row("property", True, 0.5), row("property", True, 0.5), row("property", True, 0.5)]
     summary = evaluate.summarise(main, blind)
     state = next(r for r in summary["by_split_task"] if r["task"] == "state")
     assert state["accuracy"] == 1.0 and state["blind_accuracy"] == 0.5 and state["chance"] == 0.25
+    prop = next(r for r in summary["by_split_task"] if r["task"] == "property")
+    assert prop["majority"] == 2 / 3 and prop["accuracy"] == 2 / 3 and prop["blind_accuracy"] == 1.0
     assert state["numeric_share"] == 0.5 and state["state_error_m"] == 0.5 and state["blind_state_error_m"] == 0.75
     assert [r["task"] for r in summary["by_split_task"]] == ["state", "property"]  # in TASKS order
+
+
+def test_replay_ring_keeps_the_latest_questions_per_shard_and_draws_only_what_it_holds():
+    from physsim.train import replay
+
+    shards, fresh_per_shard, size = 2, 4, 8
+
+    def fresh(step):  # question ids: 1000 + 100 * step + 10 * shard + i (an empty slot holds 0)
+        ids = np.asarray([[1000 + 100 * step + 10 * s + i for i in range(fresh_per_shard)] for s in range(shards)],
+                         np.float32)
+        q = shards * fresh_per_shard
+        zeros = lambda *shape, dtype=np.float32: np.zeros((q, *shape), dtype)  # noqa: E731
+        return data.Batch(video=zeros(2, 4, 4, 3, dtype=np.uint8), frame_mask=zeros(2, dtype=bool),
+                          question=zeros(3, dtype=np.int32), answer=zeros(3, dtype=np.int32), targets=zeros(1, 2, 3),
+                          slot_mask=zeros(2, dtype=bool), properties=zeros(2, 3), gravity=zeros(),
+                          family=zeros(dtype=np.int32), template=zeros(dtype=np.int32), task=zeros(dtype=np.int32),
+                          value=ids.reshape(-1), valid=np.ones(q, bool), unsound=zeros(dtype=np.int32))
+
+    ring = replay.empty(jax.tree.map(lambda x: x[:fresh_per_shard], fresh(0)), shards, size)
+    seen = []
+    for step_ in range(3):
+        ring, drawn = replay.push_and_sample(ring, fresh(step_), step_, jax.random.key(step_), updates=3, sample=50)
+        drawn = np.asarray(drawn.value).reshape(3, shards, 50)
+        for s in range(shards):
+            held = set(np.asarray(ring.value[s]).tolist()) - {0.0}
+            assert set(drawn[:, s].ravel().tolist()) <= held  # only questions this shard's ring holds
+            assert all(int(v) % 100 // 10 == s for v in drawn[:, s].ravel())
+        seen.append(np.asarray(ring.value))
+    assert sorted(seen[0][0].tolist()) == [0.0] * 4 + [1000, 1001, 1002, 1003]
+    # Step 2 overwrote step 0's slots (the oldest); step 1's questions are still there.
+    assert sorted(seen[2][0].tolist()) == [1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203]
+    assert sorted(seen[2][1].tolist()) == [1110, 1111, 1112, 1113, 1210, 1211, 1212, 1213]

@@ -35,7 +35,11 @@ class DataConfig:
     shards: int = 1  # scene shards per step, each from its own key; a multiple of the device count
     task_weights: tuple[tuple[str, float], ...] = (("state", 1.0), ("property", 1.0), ("causal", 1.0),
                                                     ("counterfactual", 1.0))
-    camera_jitter: float = 0.0  # m, per question
+    # Rolling replay (train.replay): questions kept per scene shard (0: off, every update trains on the
+    # step's fresh questions) and questions drawn from it per shard for each update.
+    replay: int = 0
+    replay_sample: int = 64
+    camera_jitter: float = 0.0  # m, per world
     frame_stride: int = 2  # every k-th simulated frame (25 fps) is shown: 12.5 fps
     horizons: tuple[float, ...] = (0.25, 0.5, 1.0)  # s after the clip, for the state head
 
@@ -45,10 +49,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 200
+    steps: int = 200  # simulated batches
+    # Optimiser updates per simulated batch ("data echoing": simulation is the expensive part on a
+    # CPU, and repeated questions push the decoder to read the video; see docs/DESIGN.md).
+    updates_per_batch: int = 1
     seed: int = 0
     learning_rate: float = 1e-3
-    warmup_steps: int = 20
+    warmup_steps: int = 20  # optimiser updates
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     blind_baseline: bool = True  # train the same model on zeroed video, on the same batches, beside it
@@ -62,7 +69,7 @@ class TrainConfig:
 class EvalConfig:
     every: int = 100  # steps between evaluations (and one at the end)
     questions: int = 64  # per family and split; the held-out suite is simulated once per run
-    questions_per_world: int = 2  # the suite simulates questions / questions_per_world worlds
+    questions_per_world: int = 1  # the suite simulates questions / questions_per_world worlds
     splits: tuple[str, ...] = ("train", "ood")  # parameter ranges: in-distribution and out-of-distribution
 
 

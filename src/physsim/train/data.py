@@ -102,6 +102,15 @@ def check(config: Config, n_devices: int) -> None:
     for split in config.eval.splits:
         if split not in ("train", "ood"):
             raise ConfigError(f"eval.splits: unknown split {split!r} (splits: train, ood)")
+    fresh = sum(s.n_questions for s in specs_or_none(config))
+    if data.replay:
+        if data.replay < fresh or data.replay % fresh:
+            raise ConfigError(f"data.replay={data.replay} must be a multiple of the {fresh} fresh questions each scene "
+                              f"shard simulates per step")
+        if data.replay_sample < 1:
+            raise ConfigError(f"data.replay_sample={data.replay_sample} must be a positive integer")
+    if config.train.updates_per_batch < 1:
+        raise ConfigError(f"train.updates_per_batch={config.train.updates_per_batch} must be a positive integer")
     if config.train.fsdp < 1 or n_devices % config.train.fsdp:
         raise ConfigError(f"train.fsdp={config.train.fsdp} must divide the {n_devices} devices")
     if data.shards % n_devices:
@@ -109,11 +118,7 @@ def check(config: Config, n_devices: int) -> None:
             f"data.shards={data.shards} is not divisible by the {n_devices} devices: every device simulates "
             f"the same number of scene shards (use a multiple of {n_devices})"
         )
-    try:
-        specs = family_specs(config)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    for spec in specs:
+    for spec in specs_or_none(config):
         frames = len(spec.video_frames())
         if frames > cfg.frames:
             raise ConfigError(f"family {spec.family!r} shows {frames} frames at frame_stride={data.frame_stride}, "
@@ -123,6 +128,13 @@ def check(config: Config, n_devices: int) -> None:
             raise ConfigError(f"family {spec.family!r} has {n} object slots, more than model.max_objects={cfg.max_objects}")
     if len(data.horizons) != cfg.horizons:
         raise ConfigError(f"data.horizons has {len(data.horizons)} entries but model.horizons={cfg.horizons}")
+
+
+def specs_or_none(config: Config) -> tuple[pipeline.BatchSpec, ...]:
+    try:
+        return family_specs(config)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig,
@@ -188,5 +200,11 @@ def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: Mode
 
 
 def n_questions(config: Config) -> int:
-    """Questions in one step's global batch."""
+    """Fresh questions simulated per step (all shards)."""
     return config.data.shards * sum(s.n_questions for s in family_specs(config))
+
+
+def n_trained(config: Config) -> int:
+    """Questions trained on per step: every update's batch (drawn from the replay, or the fresh batch)."""
+    per_update = config.data.shards * config.data.replay_sample if config.data.replay else n_questions(config)
+    return config.train.updates_per_batch * per_update

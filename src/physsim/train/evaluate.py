@@ -11,7 +11,10 @@ A model is scored by decoding its answers with the KV cache and judging the
 text with `questions.answers.check_answer` (the scorer any external model's
 answers go through), plus the mean error of its state head in metres. The
 blind baseline is scored on the same suites with the video zeroed. Chance is
-the accuracy of guessing uniformly among a question's options (0 for numbers).
+the accuracy of guessing uniformly among a question's options (0 for numbers);
+"majority" is that of always giving the answer most common in the suite for
+each template (0 for numbers): where a suite's answers are unbalanced (the
+balancer found too few worlds of a class), it is above chance and says so.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def score(model: model_lib.VLM, suites: list[Suite], tokenizer, *, blind: bool =
             text = tokenizer.decode(tokens[i])
             rows.append({"family": suite.family, "split": suite.split, "task": template.task,
                          "template": template.name, "kind": template.kind, "answer": text,
+                         "truth": template.answer_text(float(value)),
                          "correct": answers.check_answer(text, template, float(value)),
                          "state_error_m": float(errors[i]), "chance": template.chance or 0.0})
     return rows
@@ -105,6 +109,14 @@ def summarise(main: list[dict], blind: list[dict] | None) -> dict:
     """Accuracy of the model and the blind baseline, chance, and state error, per split x family x task
     and per split x task."""
 
+    majority = {}
+    for group, rows in _group(main, ("split", "family", "template")).items():
+        answers_ = [r["truth"] for r in rows if r["kind"] != "number"]
+        majority[group] = max(set(answers_), key=answers_.count) if answers_ else None
+
+    def hits_majority(r):
+        return r["kind"] != "number" and r["truth"] == majority[(r["split"], r["family"], r["template"])]
+
     def table(keys):
         out = []
         blind_groups = _group(blind, keys) if blind else {}
@@ -112,6 +124,7 @@ def summarise(main: list[dict], blind: list[dict] | None) -> dict:
             entry = dict(zip(keys, group))
             entry |= {"questions": len(rows), "accuracy": float(np.mean([r["correct"] for r in rows])),
                       "chance": float(np.mean([r["chance"] for r in rows])),
+                      "majority": float(np.mean([hits_majority(r) for r in rows])),
                       "numeric_share": float(np.mean([r["kind"] == "number" for r in rows])),
                       "state_error_m": float(np.mean([r["state_error_m"] for r in rows]))}
             if blind:

@@ -49,7 +49,7 @@ def open_checkpoints(config: Config, read_only: bool = False) -> ocp.CheckpointM
 
 def _train_item(state: step_lib.TrainState) -> dict:
     return {"step": state.step, "key": state.key, "opt_state": state.opt_state,
-            "blind_params": state.blind_params, "blind_opt_state": state.blind_opt_state}
+            "blind_params": state.blind_params, "blind_opt_state": state.blind_opt_state, "replay": state.replay}
 
 
 def save_state(manager: ocp.CheckpointManager, state: step_lib.TrainState, config: Config, tokenizer) -> int:
@@ -65,11 +65,13 @@ def restore_state(manager: ocp.CheckpointManager, step: int, like: step_lib.Trai
                   ) -> step_lib.TrainState:
     """The checkpointed state at `step`, laid out like `like`; refuses (CheckpointError) one that does not fit."""
     checkpoint.check_params_fit(manager, step, like.params)
-    saved = checkpoint.read_meta(manager, step).get("run", {}).get("train", {})
-    if saved.get("blind_baseline", config.train.blind_baseline) != config.train.blind_baseline:
-        raise checkpoint.CheckpointError(
-            f"checkpoint step {step} in {manager.directory} was trained with train.blind_baseline="
-            f"{saved['blind_baseline']}; this run has {config.train.blind_baseline} (use another run.name)")
+    saved = checkpoint.read_meta(manager, step).get("run", {})
+    for section, key in (("train", "blind_baseline"), ("data", "replay")):
+        was, now = saved.get(section, {}).get(key), getattr(getattr(config, section), key)
+        if was is not None and was != now:
+            raise checkpoint.CheckpointError(
+                f"checkpoint step {step} in {manager.directory} was trained with {section}.{key}={was}; "
+                f"this run has {now}: its state does not carry over (use another run.name)")
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), like, shardings)
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**{
@@ -81,7 +83,7 @@ def restore_state(manager: ocp.CheckpointManager, step: int, like: step_lib.Trai
     train = restored[TRAIN_ITEM]
     return step_lib.TrainState(step=train["step"], key=train["key"], params=restored[checkpoint.PARAMS],
                                opt_state=train["opt_state"], blind_params=train["blind_params"],
-                               blind_opt_state=train["blind_opt_state"])
+                               blind_opt_state=train["blind_opt_state"], replay=train["replay"])
 
 
 # ---------------------------------------------------------------- logs and plots
@@ -146,12 +148,13 @@ def plot_curves(entries: list[dict], path: Path) -> None:
 def print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
-    table = Table(title="held-out accuracy by task type (model vs blind baseline vs chance)")
-    for column in ("split", "task", "questions", "accuracy", "blind", "chance", "state error (m)", "blind state error"):
+    table = Table(title="held-out accuracy by task type (model vs blind baseline vs chance vs majority answer)")
+    for column in ("split", "task", "questions", "accuracy", "blind", "chance", "majority", "state error (m)",
+                   "blind state error"):
         table.add_column(column, justify="right")
     for r in summary["by_split_task"]:
         table.add_row(r["split"], r["task"], str(r["questions"]), f"{r['accuracy']:.1%}",
-                      f"{r.get('blind_accuracy', float('nan')):.1%}", f"{r['chance']:.1%}",
+                      f"{r.get('blind_accuracy', float('nan')):.1%}", f"{r['chance']:.1%}", f"{r['majority']:.1%}",
                       f"{r['state_error_m']:.3f}", f"{r.get('blind_state_error_m', float('nan')):.3f}")
     console.print(table)
 
@@ -185,8 +188,12 @@ class Result:
     stopped_by_signal: bool = False
 
 
-def train(config: Config, *, resume: bool = True) -> Result:
-    """Runs (or continues) the run described by `config`; see the module docstring for what it writes."""
+def train(config: Config, *, resume: bool = True, stop_at: int | None = None) -> Result:
+    """Runs (or continues) the run described by `config`; see the module docstring for what it writes.
+
+    `stop_at` ends this invocation after that step with a checkpoint, as an interruption would
+    (the config, and so the learning-rate schedule, stay those of the whole run).
+    """
     from rich.console import Console
 
     console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
@@ -207,14 +214,23 @@ def train(config: Config, *, resume: bool = True) -> Result:
         state = restore_state(manager, start, state, shardings, config)
     elif not resume and checkpoint.latest_step(manager) is not None:
         raise checkpoint.CheckpointError(f"{manager.directory} already holds checkpoints; resume, or use another run.name")
+    if start is not None and start >= config.train.steps and (run_dir / "eval.json").exists():
+        manager.close()
+        if lead:
+            summary = json.loads((run_dir / "eval.json").read_text())
+            console.print(f"run {config.run.name} is complete ({start} steps); its evaluation, from {run_dir}/eval.json:")
+            print_summary(summary, console)
+        return Result(step=start, summary=summary, run_dir=run_dir)
     if lead:
         (run_dir / "config.json").write_text(config_lib.to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", start) if lead else None
     writer = _tensorboard(config, run_dir) if lead else None
-    per_step = data_lib.n_questions(config)
+    per_step, trained = data_lib.n_questions(config), data_lib.n_trained(config)
     console.print(f"run {config.run.name}: {config.model.size} model, {n_devices} device(s) "
-                  f"({jax.devices()[0].device_kind}), {per_step} questions/step from "
-                  f"{', '.join(data_lib.family_names(config.data))}"
+                  f"({jax.devices()[0].device_kind}), {per_step} fresh questions/step from "
+                  f"{', '.join(data_lib.family_names(config.data))}, {config.train.updates_per_batch} update(s) of "
+                  f"{trained // config.train.updates_per_batch} questions"
+                  + (f" drawn from a replay of {config.data.replay * config.data.shards}" if config.data.replay else "")
                   + (f"; resuming after step {start}" if start is not None else ""))
 
     t0 = time.perf_counter()
@@ -242,13 +258,14 @@ def train(config: Config, *, resume: bool = True) -> Result:
         t_start, t_log, step_at_log = time.perf_counter(), time.perf_counter(), first
         for step in range(first + 1, config.train.steps + 1):
             state, metrics = step_fn(state)
-            if step % config.train.log_every == 0 or step == config.train.steps or stop.signal:
+            if step % config.train.log_every == 0 or step in (config.train.steps, stop_at) or stop.signal:
                 metrics = jax.device_get(metrics)
                 now = time.perf_counter()
                 rate = (step - step_at_log) / max(now - t_log, 1e-9)
                 t_log, step_at_log = now, step
                 entry = {"step": step, "kind": "train", "time_s": now - t_start, "steps_per_s": rate,
-                         "questions_per_s": rate * per_step, **{k: _finite(v) for k, v in metrics.items()}}
+                         "questions_per_s": rate * trained, "fresh_questions_per_s": rate * per_step,
+                         **{k: _finite(v) for k, v in metrics.items()}}
                 if lead:
                     log.write(entry)
                     if writer:
@@ -256,9 +273,10 @@ def train(config: Config, *, resume: bool = True) -> Result:
                             if isinstance(v, float):
                                 writer.add_scalar(f"train/{k}", v, step)
                 progress.update(step, entry)
-            if step % config.train.checkpoint_every == 0 or stop.signal:
+            interrupted = stop.signal is not None or step == stop_at
+            if step % config.train.checkpoint_every == 0 or interrupted:
                 save_state(manager, state, config, tokenizer)
-            if stop.signal:
+            if interrupted:
                 stopped = True
                 break
             if step % config.eval.every == 0 and step < config.train.steps:
@@ -273,15 +291,17 @@ def train(config: Config, *, resume: bool = True) -> Result:
     if lead and not stopped:
         (run_dir / "eval.json").write_text(json.dumps({
             "run": config.run.name, "step": step, "device": jax.devices()[0].device_kind, "devices": n_devices,
-            "questions_per_step": per_step, "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
+            "fresh_questions_per_step": per_step, "trained_questions_per_step": trained,
+            "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
         plot_curves(log.entries(), run_dir / "curves.png")
         print_summary(summary, console)
         console.print(f"wrote {run_dir}/eval.json, metrics.jsonl, curves.png and checkpoints/")
     elif lead:
-        console.print(f"stopped by signal {stop.signal} after step {step}; checkpoint written to {run_dir}/checkpoints")
+        why = f"by signal {stop.signal}" if stop.signal else "as asked"
+        console.print(f"stopped {why} after step {step}; checkpoint written to {run_dir}/checkpoints")
     if writer:
         writer.close()
-    return Result(step=step, summary=summary, run_dir=run_dir, stopped_by_signal=stopped)
+    return Result(step=step, summary=summary, run_dir=run_dir, stopped_by_signal=stop.signal is not None)
 
 
 def _tensorboard(config: Config, run_dir: Path) -> Any:
@@ -313,7 +333,7 @@ class _progress:
 
     def update(self, step: int, entry: dict) -> None:
         info = (f"loss {entry['loss']:.3f} · {entry['steps_per_s']:.2f} steps/s · "
-                f"{entry['questions_per_s']:.0f} questions/s")
+                f"{entry['questions_per_s']:.0f} questions/s trained ({entry['fresh_questions_per_s']:.0f} fresh)")
         if self.bar is not None:
             self.bar.update(self.task, completed=step, info=info)
         elif self.enabled:

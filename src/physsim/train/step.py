@@ -28,7 +28,10 @@ from physsim.questions import pipeline
 from physsim.questions.templates import TASKS
 from physsim.train import data as data_lib
 from physsim.train import mesh as mesh_lib
+from physsim.train import replay as replay_lib
 from physsim.train.config import Config
+
+REPLAY_STREAM = 1  # the step key's sub-stream that draws from the replay
 
 
 @struct.dataclass
@@ -39,12 +42,15 @@ class TrainState:
     opt_state: Any
     blind_params: dict[str, Any] | None = None
     blind_opt_state: Any = None
+    replay: data_lib.Batch | None = None  # (shards, data.replay, ...) recent questions (see train.replay)
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
+    """AdamW with global-norm clipping; warm-up then cosine decay over every update of the run."""
     t = config.train
-    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(t.warmup_steps, 1), max(t.steps, t.warmup_steps + 1),
-                                                  end_value=0.1 * t.learning_rate)
+    updates = t.steps * t.updates_per_batch
+    schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(t.warmup_steps, 1),
+                                                  max(updates, t.warmup_steps + 1), end_value=0.1 * t.learning_rate)
     return optax.chain(optax.clip_by_global_norm(t.grad_clip), optax.adamw(schedule, weight_decay=t.weight_decay))
 
 
@@ -65,10 +71,18 @@ def init_state(config: Config, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, T
         blind_params = jax.tree.map(jnp.copy, params) if blind else None  # same start as the main model
         return TrainState(step=jnp.int32(0), key=jax.random.key_data(training_key(config.train.seed)), params=params,
                           opt_state=opt.init(params), blind_params=blind_params,
-                          blind_opt_state=opt.init(blind_params) if blind else None)
+                          blind_opt_state=opt.init(blind_params) if blind else None, replay=empty_replay(config))
 
     state = jax.jit(init, static_argnums=0, out_shardings=shardings)(config.train.seed)
     return graphdef, state, shardings
+
+
+def empty_replay(config: Config) -> data_lib.Batch | None:
+    if not config.data.replay:
+        return None
+    specs = data_lib.family_specs(config)
+    one_shard = jax.eval_shape(lambda: data_lib.shard_batch(jax.random.key(0), specs, config.model))
+    return replay_lib.empty(one_shard, config.data.shards, config.data.replay)
 
 
 def state_shardings(config: Config, mesh: jax.sharding.Mesh, abstract_params) -> TrainState:
@@ -79,8 +93,11 @@ def state_shardings(config: Config, mesh: jax.sharding.Mesh, abstract_params) ->
     opt = optax.tree_map_params(optimizer(config), lambda _, s: s, opt_shapes, params,
                                 transform_non_params=lambda _: mesh_lib.replicated(mesh))
     blind = config.train.blind_baseline
+    replay = None
+    if config.data.replay:  # rings split over devices along their scene-shard axis
+        replay = jax.tree.map(lambda _: mesh_lib.batch_sharding(mesh), jax.eval_shape(lambda: empty_replay(config)))
     return TrainState(step=mesh_lib.replicated(mesh), key=mesh_lib.replicated(mesh), params=params, opt_state=opt,
-                      blind_params=params if blind else None, blind_opt_state=opt if blind else None)
+                      blind_params=params if blind else None, blind_opt_state=opt if blind else None, replay=replay)
 
 
 def targets_of(batch: data_lib.Batch) -> loss_lib.Targets:
@@ -121,20 +138,41 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
     opt = optimizer(config)
     bos_id = pipeline.default_tokenizer().bos_id
 
+    k_updates = config.train.updates_per_batch
+
+    def updates(params, opt_state, batches: data_lib.Batch | None, fresh: data_lib.Batch, blind: bool):
+        """`updates_per_batch` updates, on the replay's draws (batches, leading axis = update) or each on
+        the fresh batch; the metrics are the first update's, taken before it trained on its questions."""
+
+        def one(carry, batch):
+            batch = fresh if batch is None else batch
+            video = jnp.zeros_like(batch.video) if blind else batch.video
+            params, opt_state, metrics = _update(graphdef, *carry, batch, video, config, bos_id, opt)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = jax.lax.scan(one, (params, opt_state), batches, length=k_updates)
+        return params, opt_state, jax.tree.map(lambda m: m[0], metrics)
+
     def step(state: TrainState) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        batch = data_lib.global_batch(key, config, mesh)
-        batch = jax.lax.with_sharding_constraint(batch, mesh_lib.batch_sharding(mesh))
-        params, opt_state, metrics = _update(graphdef, state.params, state.opt_state, batch, batch.video, config,
-                                             bos_id, opt)
-        new = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state)
+        fresh = data_lib.global_batch(key, config, mesh)
+        fresh = jax.lax.with_sharding_constraint(fresh, mesh_lib.batch_sharding(mesh))
+        draws, ring = None, state.replay
+        if config.data.replay:
+            ring, draws = replay_lib.push_and_sample(state.replay, fresh, state.step,
+                                                     jax.random.fold_in(key, REPLAY_STREAM), k_updates,
+                                                     config.data.replay_sample)
+            draws = jax.lax.with_sharding_constraint(
+                draws, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, data_lib.BATCH_AXES)))
+        params, opt_state, metrics = updates(state.params, state.opt_state, draws, fresh, blind=False)
+        new = dataclasses.replace(state, step=state.step + 1, params=params, opt_state=opt_state, replay=ring)
         if config.train.blind_baseline:
-            blind_params, blind_opt_state, blind = _update(graphdef, state.blind_params, state.blind_opt_state, batch,
-                                                           jnp.zeros_like(batch.video), config, bos_id, opt)
+            blind_params, blind_opt_state, blind = updates(state.blind_params, state.blind_opt_state, draws, fresh,
+                                                           blind=True)
             new = dataclasses.replace(new, blind_params=blind_params, blind_opt_state=blind_opt_state)
             metrics |= {f"blind/{k}": v for k, v in blind.items()}
-        metrics |= {"valid_questions": batch.valid.sum(), "questions": jnp.int32(batch.valid.shape[0]),
-                    "unsound_worlds": batch.unsound.sum()}
+        metrics |= {"valid_questions": fresh.valid.sum(), "questions": jnp.int32(fresh.valid.shape[0]),
+                    "unsound_worlds": fresh.unsound.sum()}
         return new, metrics
 
     return jax.jit(step, in_shardings=(shardings,), out_shardings=(shardings, mesh_lib.replicated(mesh)),
