@@ -112,10 +112,13 @@ def weighted_mean(values: jax.Array, weight: jax.Array | None) -> jax.Array:
     return jnp.where(w > 0, values.astype(jnp.float32) * w, 0.0).sum() / jnp.maximum(w.sum(), 1e-9)
 
 
+def mean_terms(terms: dict[str, jax.Array], example_weight: jax.Array | None) -> dict[str, jax.Array]:
+    """The weighted mean of every per-example term; "total" becomes "loss"."""
+    return {("loss" if name == "total" else name): weighted_mean(value, example_weight) for name, value in terms.items()}
+
+
 def loss_and_metrics(outputs: Outputs, targets: Targets, weights: LossWeights,
                      example_weight: jax.Array | None = None, pad_id: int = 0) -> tuple[jax.Array, dict]:
     """Scalar loss (weighted mean over examples) and per-term means for logging."""
-    terms = example_terms(outputs, targets, weights, example_weight, pad_id)
-    metrics = {name: weighted_mean(value, example_weight) for name, value in terms.items() if name != "total"}
-    metrics["loss"] = weighted_mean(terms["total"], example_weight)
+    metrics = mean_terms(example_terms(outputs, targets, weights, example_weight, pad_id), example_weight)
     return metrics["loss"], metrics

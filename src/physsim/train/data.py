@@ -102,7 +102,7 @@ def check(config: Config, n_devices: int) -> None:
     for split in config.eval.splits:
         if split not in ("train", "ood"):
             raise ConfigError(f"eval.splits: unknown split {split!r} (splits: train, ood)")
-    fresh = sum(s.n_questions for s in specs_or_none(config))
+    fresh = sum(s.n_questions for s in checked_specs(config))
     if data.replay:
         if data.replay < fresh or data.replay % fresh:
             raise ConfigError(f"data.replay={data.replay} must be a multiple of the {fresh} fresh questions each scene "
@@ -118,7 +118,7 @@ def check(config: Config, n_devices: int) -> None:
             f"data.shards={data.shards} is not divisible by the {n_devices} devices: every device simulates "
             f"the same number of scene shards (use a multiple of {n_devices})"
         )
-    for spec in specs_or_none(config):
+    for spec in checked_specs(config):
         frames = len(spec.video_frames())
         if frames > cfg.frames:
             raise ConfigError(f"family {spec.family!r} shows {frames} frames at frame_stride={data.frame_stride}, "
@@ -130,7 +130,8 @@ def check(config: Config, n_devices: int) -> None:
         raise ConfigError(f"data.horizons has {len(data.horizons)} entries but model.horizons={cfg.horizons}")
 
 
-def specs_or_none(config: Config) -> tuple[pipeline.BatchSpec, ...]:
+def checked_specs(config: Config) -> tuple[pipeline.BatchSpec, ...]:
+    """family_specs, with a pipeline's ValueError turned into a ConfigError."""
     try:
         return family_specs(config)
     except ValueError as e:

@@ -123,12 +123,12 @@ def _update(graphdef, params, opt_state, batch: data_lib.Batch, video, config: C
         terms = loss_lib.example_terms(outputs, targets_of(batch), config.loss, weight)
         return loss_lib.weighted_mean(terms["total"], weight), terms
 
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = opt.update(grads, opt_state, params)
-    metrics = {name: loss_lib.weighted_mean(value, weight) for name, value in terms.items() if name != "total"}
+    metrics = loss_lib.mean_terms(terms, weight)
     metrics |= {f"answer_exact/{task}": v
                 for task, v in per_task_means(terms["answer_exact"].astype(jnp.float32), batch.task, weight).items()}
-    metrics |= {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return optax.apply_updates(params, updates), opt_state, metrics
 
 
