@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 CONFIG ?= experiments/tiny.py
 ARGS ?=
 
-.PHONY: install test train validate clean
+.PHONY: install test train validate bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,warp]'
+	sh scripts/install-gl.sh
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +29,10 @@ validate: $(STAMP)
 # make train ARGS="--train.steps=50". A run that exists resumes from its latest checkpoint.
 train: $(STAMP)
 	$(BIN)/python -m physsim.train --config $(CONFIG) $(ARGS)
+
+# Throughput of every stage and the ratio to the conventional pipeline; ARGS e.g. "--quick".
+bench: $(STAMP)
+	$(BIN)/python -m physsim.bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -161,7 +161,7 @@ class Measured:
     sound: jax.Array  # (B,) bool: factual and twin simulations all valid
 
 
-def _twin_worlds(family: str, params, world) -> list:
+def twin_worlds(family: str, params, world) -> list:
     scenario = scenarios.get(family)
     layout = scenario.layout()
     return [jax.vmap(lambda w, p, name=name: scenario.intervene(name, w, p, layout))(world, params)
@@ -194,7 +194,7 @@ def measure_facts(
     whether each world's factual and twin simulations are all sound.
     """
     twins = {}
-    twin_worlds = _twin_worlds(family, params, world)
+    twin_worlds = twin_worlds(family, params, world)
     if twin_worlds:
         layout = scenarios.get(family).layout()
         stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *twin_worlds)
@@ -214,7 +214,7 @@ def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
     layout = scenario.layout()
     params = scenario.sample(key, spec.n_worlds, spec.split)
     world = jax.vmap(lambda p: scenario.world(p, layout))(params)
-    everything = jax.tree.map(lambda *xs: jnp.concatenate(xs), world, *_twin_worlds(spec.family, params, world))
+    everything = jax.tree.map(lambda *xs: jnp.concatenate(xs), world, *twin_worlds(spec.family, params, world))
     n_frames = simulate.n_frames_for(layout, spec.seconds)
     frames = simulate.rollout(everything, layout=layout, n_frames=n_frames, impl=spec.impl)
     factual, *rest = _chunks(frames, spec.n_worlds, 1 + len(scenario.twins))
@@ -312,10 +312,18 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     }
 
 
+def render_worlds(spec: BatchSpec, measured: Measured, drawn: jax.Array, jitter: jax.Array | None = None) -> jax.Array:
+    """(len(drawn), F, H, W, 3) uint8 observation windows of the worlds `drawn` of a measured batch."""
+    scenario = scenarios.get(spec.family)
+    shown = spec.video_frames()
+    return render_lib.render(
+        measured.frames.geom_xpos[drawn][:, shown], measured.frames.geom_xmat[drawn][:, shown],
+        measured.world.size[drawn], jitter, layout=scenario.layout(), camera=scenario.camera(spec.width, spec.height),
+    ).rgb
+
+
 def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple[QABatch, Measured]:
     """The questions of a resolved spec and the measured batch they were picked from (traceable, not jitted)."""
-    scenario = scenarios.get(spec.family)
-    layout = scenario.layout()
     k_sim, k_pick, k_jitter = jax.random.split(key, 3)
     measured = simulate_and_measure(k_sim, spec)
     picked = pick_questions(k_pick, spec, measured, tok)
@@ -328,11 +336,7 @@ def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple
     jitter = None
     if spec.camera_jitter > 0:
         jitter = jax.random.uniform(k_jitter, (drawn.shape[0], 3), jnp.float32, -spec.camera_jitter, spec.camera_jitter)
-    shown = spec.video_frames()
-    video = render_lib.render(
-        measured.frames.geom_xpos[drawn][:, shown], measured.frames.geom_xmat[drawn][:, shown],
-        measured.world.size[drawn], jitter, layout=layout, camera=scenario.camera(spec.width, spec.height),
-    ).rgb
+    video = render_worlds(spec, measured, drawn, jitter)
     if per_world:
         video = video[world]
     targets = frames.pos[:, spec.horizon_frames()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -174,32 +175,98 @@ def n_frames_for(layout: SceneLayout, seconds: float) -> int:
     return int(round(frames)) + 1
 
 
-def rollout_reference(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int) -> np.ndarray:
-    """One world (no batch axis) simulated by MuJoCo C; returns object positions (T, N, 3).
+def mj_model_for(layout: SceneLayout, world: randomize.WorldParams, cache: dict | None = None) -> mujoco.MjModel:
+    """A MuJoCo C model holding one world's parameters (no batch axis).
+
+    MuJoCo C bounds the world body's geoms at compile time for its broad
+    phase, so a world that moves a static geom (the ramp) gets a model
+    compiled with the geom in place. `cache` keeps the last model between
+    calls; its parameters are rewritten every call.
+    """
+    cache = {} if cache is None else cache
+    static_pos, static_quat = np.asarray(world.static_pos, np.float64), np.asarray(world.static_quat, np.float64)
+    pose = (static_pos.tobytes(), static_quat.tobytes())
+    if pose not in cache:
+        default_pos, default_quat = randomize.static_defaults(layout)
+        if np.allclose(default_pos, static_pos) and np.allclose(default_quat, static_quat):
+            moved = layout
+        else:
+            moved = layout.replace(statics=tuple(
+                dataclasses.replace(s, pos=tuple(map(float, p)), quat=tuple(map(float, q)))
+                for s, p, q in zip(layout.statics, static_pos, static_quat)))
+        cache.clear()  # worlds rarely share a pose: keep one model
+        cache[pose] = copy.deepcopy(build_mj_model(moved))  # a copy: compiled models are cached and shared
+    model = cache[pose]
+    randomize.apply_world_mj(model, layout, scene_index(layout), world)
+    return model
+
+
+def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int,
+               on_frame: Callable[[int, mujoco.MjData], None] | None = None, cache: dict | None = None) -> Frames:
+    """One world (no batch axis) simulated by MuJoCo C, recorded as `Frames` of float64 NumPy arrays.
 
     The reference for MJX: same compiled layout, same per-world fields
-    (`randomize.apply_world_mj`), same initial state, float64 throughout.
+    (`randomize.apply_world_mj`), same initial state, and contact events read
+    after every physics step as `rollout` reads them. `on_frame(k, data)` is
+    called at each recorded frame (a renderer can draw it there).
     """
     index = scene_index(layout)
-    # MuJoCo C bounds the world body's geoms at compile time for its broad
-    # phase, so static geoms are compiled where this world puts them.
-    statics = tuple(
-        dataclasses.replace(s, pos=tuple(map(float, p)), quat=tuple(map(float, q)))
-        for s, p, q in zip(layout.statics, np.asarray(world.static_pos), np.asarray(world.static_quat))
-    )
-    # A copy: compiled models are cached and shared.
-    model = copy.deepcopy(build_mj_model(layout.replace(statics=statics)))
-    randomize.apply_world_mj(model, layout, index, world)
+    model = mj_model_for(layout, world, cache)
     data = mujoco.MjData(model)
-    qpos, qvel = randomize.initial_state(put_model(layout), index, world)
-    data.qpos[:] = np.asarray(qpos, np.float64)
-    data.qvel[:] = np.asarray(qvel, np.float64)
+    quat = np.asarray(world.quat, np.float64)
+    data.qpos[index.object_qpos] = np.concatenate(
+        [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
+    data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
     mujoco.mj_forward(model, data)
-    out = np.empty((n_frames, layout.n_objects, 3))
-    out[0] = data.xpos[index.object_body]
+    n_pairs, n_obj = index.n_pairs, layout.n_objects
+    rec = {
+        "time": np.zeros(n_frames), "qpos": np.zeros((n_frames, model.nq)), "qvel": np.zeros((n_frames, model.nv)),
+        "pos": np.zeros((n_frames, n_obj, 3)), "quat": np.zeros((n_frames, n_obj, 4)),
+        "linvel": np.zeros((n_frames, n_obj, 3)), "angvel": np.zeros((n_frames, n_obj, 3)),
+        "geom_xpos": np.zeros((n_frames, model.ngeom, 3)), "geom_xmat": np.zeros((n_frames, model.ngeom, 3, 3)),
+        "contact_touch": np.zeros((n_frames, n_pairs), bool), "contact_time": np.full((n_frames, n_pairs), np.inf),
+        "contact_impulse": np.zeros((n_frames, n_pairs)), "valid": np.zeros(n_frames, bool),
+    }
+
+    def record(k):
+        rec["time"][k] = data.time
+        rec["qpos"][k], rec["qvel"][k] = data.qpos, data.qvel
+        rec["pos"][k], rec["quat"][k] = data.xpos[index.object_body], data.xquat[index.object_body]
+        rec["linvel"][k], rec["angvel"][k] = data.qvel[index.object_qvel[:, :3]], data.qvel[index.object_qvel[:, 3:]]
+        rec["geom_xpos"][k], rec["geom_xmat"][k] = data.geom_xpos, data.geom_xmat.reshape(-1, 3, 3)
+        finite = np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()
+        rec["valid"][k] = finite and bool(np.all(np.linalg.norm(rec["linvel"][k], axis=-1) < MAX_SPEED))
+        if on_frame is not None:
+            on_frame(k, data)
+
+    record(0)
+    dt = model.opt.timestep
     for k in range(1, n_frames):
+        touch, first, impulse = rec["contact_touch"][k], rec["contact_time"][k], rec["contact_impulse"][k]
         for _ in range(layout.substeps):
             mujoco.mj_step(model, data)
-        out[k] = data.xpos[index.object_body]
-    return out
+            n = data.ncon
+            if not n:
+                continue
+            contact = data.contact
+            now = contact.dist[:n] < 0
+            if not now.any():
+                continue
+            geom = contact.geom[:n][now]
+            pair = index.pair_of_entities[index.geom_entity[geom[:, 0]], index.geom_entity[geom[:, 1]]]
+            # Pyramidal cone: the normal force is the sum of the pyramid's edge forces.
+            adr, dim = contact.efc_address[:n][now], contact.dim[:n][now]
+            rows = np.where(dim == 1, 1, 2 * (dim - 1))
+            cumulative = np.concatenate([[0.0], np.cumsum(data.efc_force)])
+            touching = np.zeros(n_pairs, bool)
+            touching[pair] = True
+            first[touching & ~touch] = data.time
+            touch |= touching
+            np.add.at(impulse, pair, (cumulative[adr + rows] - cumulative[adr]) * dt)
+        record(k)
+    return Frames(**rec)
 
+
+def rollout_reference(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int) -> np.ndarray:
+    """Object positions (T, N, 3) of one world simulated by MuJoCo C (see `rollout_mj`)."""
+    return rollout_mj(world, layout=layout, n_frames=n_frames).pos

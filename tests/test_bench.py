@@ -1,0 +1,109 @@
+"""The benchmark and the conventional reference pipeline it compares against."""
+
+import json
+import math
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from physsim import bench, reference, scenarios
+from physsim.scenarios import measure
+from physsim.sim import simulate
+
+
+@pytest.fixture(scope="module")
+def collision_traj(collision_env):
+    # Speeds towards each other so that most worlds collide inside the rollout.
+    state = collision_env.reset(jax.random.key(3), batch_size=4)
+    return collision_env.rollout(state)
+
+
+def test_mujoco_c_rollout_records_the_contact_events_mjx_records(collision_env, collision_traj):
+    """The reference's MuJoCo C frames carry the same contact events and motion as MJX's."""
+    layout = collision_env.layout
+    balls = measure.pair(layout, 0, 1)
+    n_frames = collision_traj.frames.time.shape[1]
+    checked = 0
+    for i in range(4):
+        world = jax.tree.map(lambda x, i=i: np.asarray(x[i]), collision_traj.world)
+        mjx_frames = jax.tree.map(lambda x, i=i: np.asarray(x[i]), collision_traj.frames)
+        c_frames = simulate.rollout_mj(world, layout=layout, n_frames=n_frames)
+        np.testing.assert_allclose(c_frames.time, mjx_frames.time, atol=1e-4)  # float32 time in MJX
+        hit_c = c_frames.contact_time[:, balls].min()
+        hit_mjx = mjx_frames.contact_time[:, balls].min()
+        assert np.isfinite(hit_c) == np.isfinite(hit_mjx)
+        if np.isfinite(hit_c):
+            checked += 1
+            assert abs(hit_c - hit_mjx) <= 2 * layout.timestep + 1e-6
+            # A normal impulse was exchanged in the frame of the first touch, in both.
+            k = int(np.argmax(np.isfinite(c_frames.contact_time[:, balls])))
+            assert c_frames.contact_impulse[k, balls] > 0 and mjx_frames.contact_impulse[k, balls] > 0
+        # Before anything hits, the two simulators agree on where the balls are (mm).
+        before = c_frames.time < min(hit_c, hit_mjx) - 0.05
+        np.testing.assert_allclose(c_frames.pos[before], mjx_frames.pos[before], atol=2e-3)
+        # Both balls touch the floor from the start: the ball-floor pairs are touching in frame 1.
+        floor = [measure.pair(layout, None, j) for j in range(2)]
+        assert c_frames.contact_touch[1, floor].all() and mjx_frames.contact_touch[1, floor].all()
+    assert checked >= 1, "no collision among the sampled worlds: the test checks nothing"
+
+
+def test_reference_pipeline_writes_one_sample_per_askable_scene(tmp_path):
+    """PNG frames of the observation window and a JSON record whose answer is the template's for the value."""
+    result = reference.run("collision", 3, tmp_path, gl="jax", seed=5)
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "samples").glob("*.json"))]
+    assert len(records) == result["samples"] >= 1
+    assert result["qa_per_s"] == pytest.approx(result["samples"] / result["seconds"])
+    templates = {t.name: t for t in scenarios.get("collision").questions}
+    for r in records:
+        t = templates[r["template"]]
+        assert r["question"] in t.paraphrases
+        assert r["answer"] == t.answer_text(r["value"])
+        assert len(r["frames"]) == result["video_frames"] == 8
+        for frame in r["frames"]:
+            image = np.asarray(Image.open(tmp_path / frame))
+            assert image.shape == (64, 64, 3)
+            assert image.std() > 0  # something was drawn, not a blank frame
+
+
+def test_reference_rejects_an_unknown_renderer(tmp_path):
+    with pytest.raises(ValueError, match="unknown reference renderer 'vulkan'"):
+        reference.run("collision", 1, tmp_path, gl="vulkan")
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_every_section_with_figure_unit_batch_and_device(tmp_path):
+    out, png = tmp_path / "out.json", tmp_path / "scaling.png"
+    assert bench.main(["--quick", "--json", str(out), "--plot", str(png)]) == 0
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and report["device"] and report["jax"] == jax.__version__
+    rows = report["results"]
+    assert {r["section"] for r in rows} == set(bench.SECTIONS)
+    for r in rows:
+        assert isinstance(r["figure"], float) and math.isfinite(r["figure"]) and r["figure"] > 0, r
+        assert r["unit"] and isinstance(r["unit"], str), r
+        assert isinstance(r["batch_size"], int) and r["batch_size"] >= 1, r
+        assert r["device"] == report["device"], r
+    ref = next(r for r in rows if r["section"] == "reference")
+    ours = next(r for r in rows if r["section"] == "questions" and r["scenario"] == ref["scenario"])
+    assert ref["physsim_qa_per_s"] == ours["figure"]
+    assert ref["ratio"] == pytest.approx(ours["figure"] / ref["figure"])
+    assert ref["samples"] <= ref["scenes"] == 8
+    train = next(r for r in rows if r["section"] == "train")
+    assert set(train["share"]) == {"simulation", "rendering", "questions", "model"}
+    assert all(0 <= v <= 1.0 for v in train["share"].values())
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merged_results_replace_rows_of_the_same_case(tmp_path):
+    path = tmp_path / "r.json"
+    header = {"device": "cpu:test"}
+    row = {"section": "physics", "scenario": "ramp", "batch_size": 16, "figure": 1.0, "unit": "world-steps/s",
+           "device": "cpu:test"}
+    bench.merge_results(path, header, [row, {**row, "batch_size": 64}])
+    merged = bench.merge_results(path, header, [{**row, "figure": 2.0}])
+    assert sorted((r["batch_size"], r["figure"]) for r in merged) == [(16, 2.0), (64, 1.0)]
+    assert json.loads(path.read_text())["results"] == merged
+    with pytest.raises(SystemExit, match="holds results of cpu:test"):
+        bench.merge_results(path, {"device": "gpu:other"}, [row])
