@@ -395,12 +395,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="+", default=None,
                         help="scene families of the physics, questions and reference sections (default: all; "
                              "collision with --quick)")
+    parser.add_argument("--table", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="print recorded results as a Markdown table and exit")
     parser.add_argument("--cpu-devices", type=int, default=None,
                         help="split the CPU into this many XLA devices (one per core is fastest for the "
                              "questions pipeline; the train section needs its config's shards to divide it)")
     parser.add_argument("--reference-scenes", type=int, default=None,
                         help="scenes the reference pipeline makes per family (default 64; 8 with --quick)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return 0
     if args.cpu_devices is not None:
         if args.cpu_devices < 1:
             parser.error(f"--cpu-devices {args.cpu_devices} must be at least 1")
@@ -456,6 +461,49 @@ def main(argv: list[str] | None = None) -> int:
     if plot:
         plot_scaling(rows, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)")
     return 0
+
+
+def _num(x: float) -> str:
+    return f"{x / 1000:,.1f}k" if x >= 10_000 else f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def markdown_table(report: dict) -> str:
+    """The recorded results as the README's Markdown table (one line per case group)."""
+    rows = report["results"]
+    lines = ["| stage | batch | figure |", "|---|---|---|"]
+
+    def series(items, fmt):
+        items = sorted(items, key=lambda r: r["batch_size"])
+        return " / ".join(str(r["batch_size"]) for r in items), " / ".join(fmt(r) for r in items)
+
+    for name in sorted({r["scenario"] for r in rows if r["section"] == "physics"}):
+        b, f = series([r for r in rows if r["section"] == "physics" and r["scenario"] == name],
+                      lambda r: _num(r["figure"]))
+        lines.append(f"| physics, `{name}` | {b} worlds | {f} world-steps/s |")
+    for backend, res in sorted({(r["backend"], r["resolution"]) for r in rows if r["section"] == "render"}):
+        b, f = series([r for r in rows if r["section"] == "render" and (r["backend"], r["resolution"]) == (backend, res)],
+                      lambda r: _num(r["figure"]))
+        lines.append(f"| render, {backend}, {res} | {b} frames | {f} frames/s |")
+    for name in sorted({r["scenario"] for r in rows if r["section"] == "questions"}):
+        mine = [r for r in rows if r["section"] == "questions" and r["scenario"] == name]
+        b, f = series(mine, lambda r: _num(r["figure"]))
+        lines.append(f"| questions, `{name}` ({mine[0]['video_frames']} frames 64×64; {mine[0]['devices']} "
+                     f"device(s)) | {b} worlds | {f} QA samples/s |")
+    for r in rows:
+        if r["section"] == "model":
+            lines.append(f"| model training step, `{r['size']}` (random inputs) | {r['batch_size']} examples | "
+                         f"{_num(r['figure'])} examples/s ({r['achieved_flops_per_s'] / 1e12:.3f} TFLOP/s) |")
+        if r["section"] == "train":
+            share = ", ".join(f"{k} {v:.0%}" for k, v in r["share"].items())
+            lines.append(f"| whole training step, `{Path(r['config']).name}` | {r['batch_size']} examples "
+                         f"({r['fresh_questions_per_step']} fresh) | {_num(r['figure'])} examples/s, "
+                         f"{_num(r['fresh_qa_per_s'])} fresh QA/s; {share} |")
+    for r in rows:
+        if r["section"] == "reference":
+            lines.append(f"| reference (MuJoCo C + {r['renderer']}, PNG/JSON), `{r['scenario']}` | 1 scene | "
+                         f"{_num(r['figure'])} QA samples/s; physsim {_num(r['physsim_qa_per_s'])}: "
+                         f"**{r['ratio']:.1f}×** |")
+    return "\n".join(lines)
 
 
 def _case(row: dict) -> tuple:

@@ -312,14 +312,21 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     }
 
 
-def render_worlds(spec: BatchSpec, measured: Measured, drawn: jax.Array, jitter: jax.Array | None = None) -> jax.Array:
-    """(len(drawn), F, H, W, 3) uint8 observation windows of the worlds `drawn` of a measured batch."""
+def render_images(spec: BatchSpec, measured: Measured, drawn: jax.Array,
+                  jitter: jax.Array | None = None) -> render_lib.Images:
+    """Colour, depth and segmentation (len(drawn), F, H, W, ...) of the observation windows of the worlds
+    `drawn` of a measured batch."""
     scenario = scenarios.get(spec.family)
     shown = spec.video_frames()
     return render_lib.render(
         measured.frames.geom_xpos[drawn][:, shown], measured.frames.geom_xmat[drawn][:, shown],
         measured.world.size[drawn], jitter, layout=scenario.layout(), camera=scenario.camera(spec.width, spec.height),
-    ).rgb
+    )
+
+
+def render_worlds(spec: BatchSpec, measured: Measured, drawn: jax.Array, jitter: jax.Array | None = None) -> jax.Array:
+    """(len(drawn), F, H, W, 3) uint8 observation windows of the worlds `drawn` of a measured batch."""
+    return render_images(spec, measured, drawn, jitter).rgb
 
 
 def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple[QABatch, Measured]:

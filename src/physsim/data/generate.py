@@ -1,0 +1,122 @@
+"""Frozen question sets from the same jitted pipeline training uses, batch by batch.
+
+A set is named by (family, split, seed, batch size) and is the same on every
+run: batch b of a family is simulated from
+`fold_in(fold_in(split_key(seed, split), crc32(family)), b)`, so adding a
+family or asking for more samples never changes the samples already made.
+The keys come from their own stream of the seed (`DATA_STREAM`), apart from
+training's (stream 0) and the trainer's held-out suites (stream 1).
+
+Splits: `train` and `test_id` draw parameters from the training ranges
+(from different key streams), `test_ood` from the out-of-distribution ranges
+(low gravity, unseen masses, frictions, speeds, sizes).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import zlib
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+
+from physsim import scenarios
+from physsim.questions import pipeline
+from physsim.questions.templates import Template
+
+DATA_STREAM = 2
+# split name -> (parameter ranges it samples, key sub-stream)
+SPLITS = {"train": ("train", 0), "test_id": ("train", 1), "test_ood": ("ood", 2)}
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {tuple(SPLITS)}")
+
+
+def check_families(families) -> tuple[str, ...]:
+    families = tuple(families)
+    if not families:
+        raise ValueError("no scene families chosen")
+    for name in families:
+        scenarios.get(name)  # a clear error naming the unknown family
+    return families
+
+
+def batch_key(seed: int, split: str, family: str, batch: int) -> jax.Array:
+    check_split(split)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DATA_STREAM), SPLITS[split][1])
+    return jax.random.fold_in(jax.random.fold_in(key, zlib.crc32(family.encode()) & 0x7FFFFFFF), batch)
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "extras"))
+def _batch(key: jax.Array, spec: pipeline.BatchSpec, extras: bool):
+    qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
+    if not extras:
+        return qa, None, None
+    images = pipeline.render_images(spec, measured, qa.world)
+    return qa, images.depth, images.segmentation
+
+
+def _template_fields(t: Template) -> dict:
+    return {"template": t.name, "task": t.task, "kind": t.kind, "unit": t.unit, "abs_tol": t.abs_tol,
+            "rel_tol": t.rel_tol, "options": list(t.options) if t.kind == "choice" else
+            (["no", "yes"] if t.kind == "yesno" else []), "tolerance": t.tolerance_text()}
+
+
+def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int = 32, depth: bool = False,
+            segmentation: bool = False, first_batch: int = 0) -> Iterator[dict]:
+    """`num` question records of one family and split, in a fixed order (see the module docstring).
+
+    Each record: id, family, split, task, template, kind, question, answer
+    (text), value (the number or class behind it), explanation, tolerance
+    (text, and unit / abs_tol / rel_tol), options, params (the sampled scene
+    parameters), seed, batch, slot, frames (F, H, W, 3) uint8 and, when asked,
+    depth (F, H, W) float32 metres and segmentation (F, H, W) int32.
+    Only well-posed questions about soundly simulated worlds are yielded.
+    """
+    check_split(split)
+    if not isinstance(num, int) or num < 0:
+        raise ValueError(f"num={num!r} must be a non-negative integer")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    spec = pipeline.BatchSpec(family, split=SPLITS[split][0], n_worlds=batch_size, n_questions=batch_size).resolved()
+    templates = spec.templates()
+    tok = pipeline.default_tokenizer()
+    made, batch = 0, first_batch
+    while made < num:
+        qa, depth_maps, seg_maps = jax.device_get(_batch(batch_key(seed, split, family, batch), spec,
+                                                         depth or segmentation))
+        for i in np.flatnonzero(np.asarray(qa.valid)):
+            if made == num:
+                break
+            t = templates[int(qa.template[i])]
+            value = float(qa.value[i])
+            rec = {
+                "id": f"{family}-{split}-s{seed}-b{batch}-{i}", "family": family, "split": split,
+                "question": tok.decode(qa.question[i]), "answer": tok.decode(qa.answer[i]), "value": value,
+                "explanation": t.explain(value, float(qa.event_time[i])), **_template_fields(t),
+                "params": {k: np.asarray(v[i]).tolist() for k, v in qa.params.items()},
+                "seed": seed, "batch": batch, "slot": int(i), "frames": np.asarray(qa.video[i]),
+            }
+            if depth:
+                rec["depth"] = np.asarray(depth_maps[i], np.float32)
+            if segmentation:
+                rec["segmentation"] = np.asarray(seg_maps[i], np.int32)
+            made += 1
+            yield rec
+        batch += 1
+
+
+def metadata(rec: dict) -> dict:
+    """A record without its arrays (what JSONL and the scorer keep)."""
+    return {k: v for k, v in rec.items() if not isinstance(v, np.ndarray)}
+
+
+def params_json(rec: dict) -> str:
+    return json.dumps(rec["params"], sort_keys=True)
+
+
+__all__ = ["SPLITS", "batch_key", "check_families", "check_split", "metadata", "params_json", "records"]
