@@ -484,11 +484,11 @@ def markdown_table(report: dict) -> str:
         b, f = series([r for r in rows if r["section"] == "render" and (r["backend"], r["resolution"]) == (backend, res)],
                       lambda r: _num(r["figure"]))
         lines.append(f"| render, {backend}, {res} | {b} frames | {f} frames/s |")
-    for name in sorted({r["scenario"] for r in rows if r["section"] == "questions"}):
-        mine = [r for r in rows if r["section"] == "questions" and r["scenario"] == name]
+    for name, n in sorted({(r["scenario"], r["devices"]) for r in rows if r["section"] == "questions"}):
+        mine = [r for r in rows if r["section"] == "questions" and (r["scenario"], r["devices"]) == (name, n)]
         b, f = series(mine, lambda r: _num(r["figure"]))
-        lines.append(f"| questions, `{name}` ({mine[0]['video_frames']} frames 64×64; {mine[0]['devices']} "
-                     f"device(s)) | {b} worlds | {f} QA samples/s |")
+        lines.append(f"| questions, `{name}` ({mine[0]['video_frames']} frames 64×64; {n} "
+                     f"CPU device{'s' * (n > 1)}) | {b} worlds | {f} QA samples/s |")
     for r in rows:
         if r["section"] == "model":
             lines.append(f"| model training step, `{r['size']}` (random inputs) | {r['batch_size']} examples | "

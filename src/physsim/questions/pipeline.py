@@ -194,10 +194,10 @@ def measure_facts(
     whether each world's factual and twin simulations are all sound.
     """
     twins = {}
-    twin_worlds = twin_worlds(family, params, world)
-    if twin_worlds:
+    intervened = twin_worlds(family, params, world)
+    if intervened:
         layout = scenarios.get(family).layout()
-        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *twin_worlds)
+        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *intervened)
         frames = simulate.rollout(stacked, layout=layout, n_frames=factual.time.shape[1], impl=impl)
         names = scenarios.get(family).twins
         twins = dict(zip(names, _chunks(frames, factual.time.shape[0], len(names))))
