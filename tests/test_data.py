@@ -32,6 +32,7 @@ def test_generation_is_deterministic_and_splits_differ(fresh_records):
         assert r["frames"].shape == (8, 64, 64, 3) and r["frames"].dtype == np.uint8
         t = score.template_of(FAMILY, r["template"])
         assert r["answer"] == t.answer_text(r["value"])  # the tokens decode to the template's answer text
+        assert r["question"] in t.paraphrases
         assert check_answer(r["answer"], t, r["value"])
 
 

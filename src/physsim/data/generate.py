@@ -96,7 +96,9 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
             value = float(qa.value[i])
             rec = {
                 "id": f"{family}-{split}-s{seed}-b{batch}-{i}", "family": family, "split": split,
-                "question": tok.decode(qa.question[i]), "answer": tok.decode(qa.answer[i]), "value": value,
+                # The paraphrase as written (the tokens the model reads are its lower-cased words).
+                "question": t.paraphrases[int(qa.paraphrase[i]) % len(t.paraphrases)],
+                "answer": tok.decode(qa.answer[i]), "value": value,
                 "explanation": t.explain(value, float(qa.event_time[i])), **_template_fields(t),
                 "params": {k: np.asarray(v[i]).tolist() for k, v in qa.params.items()},
                 "seed": seed, "batch": batch, "slot": int(i), "frames": np.asarray(qa.video[i]),
