@@ -1,4 +1,9 @@
-"""The optional MJX-Warp implementation (warp-lang + mujoco-warp; runs on the CPU too)."""
+"""The optional MJX-Warp implementation (warp-lang + mujoco-warp; runs on the CPU too).
+
+`make test` runs this module in its own pytest process: in a whole-suite
+process, XLA crashed compiling (or caching) a JAX program here after Warp,
+which brings its own LLVM, had run (3 of 4 fresh-clone runs, jaxlib 0.10.2).
+"""
 
 import jax
 import numpy as np
@@ -7,17 +12,6 @@ import pytest
 pytest.importorskip("mujoco_warp")
 
 import physsim.env
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_cache_writes_beside_warp():
-    """In fresh-clone suites (2 of 3 runs) jaxlib 0.10.2 crashed serialising a JAX program into the
-    persistent cache in this module, after Warp (which brings its own LLVM) had run in the process. Its
-    programs are small: nothing compiled here is written to the cache (the threshold is read per compile)."""
-    before = jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1e9)
-    yield
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
 
 
 def test_warp_rollout_matches_jax_in_flight_and_marks_contacts_unmeasured():
