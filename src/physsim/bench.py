@@ -191,19 +191,6 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
     return rows
 
 
-def _timed_state_steps(step, state, repeats: int):
-    """Median seconds of `state = step(state)` (its buffers are donated, so the state is threaded through)."""
-    state, metrics = step(state)  # compile + warm-up, not timed
-    jax.block_until_ready(metrics)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        state, metrics = step(state)
-        jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), metrics
-
-
 def quick_train_overrides() -> dict:
     """A small variant of the tiny config for `--quick`: one family, no replay or blind copy."""
     return {"data.families": (("collision", 1.0),), "data.worlds_per_shard": 8, "data.questions_per_world": 1,
@@ -237,7 +224,13 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
     shards = config.data.shards
     graphdef, state, shardings = step_lib.init_state(config, mesh)
     step = step_lib.make_step(config, graphdef, mesh, shardings)
-    t_step, _ = _timed_state_steps(step, state, repeats)
+    carried = [state]  # the step donates its input buffers: thread the state through the timed calls
+
+    def one_step():
+        carried[0], metrics = step(carried[0])
+        return metrics
+
+    t_step = _median_seconds(one_step, repeats)
 
     key = jax.random.key(1)
     data_fn = jax.jit(lambda k: data_lib.global_batch(k, config, mesh))

@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 from PIL import Image
-from tqdm.auto import tqdm
 
 import physsim
 from physsim import scenarios
@@ -46,22 +45,18 @@ def chat_record(rec: dict, images: list[str]) -> dict:
 
 def write_jsonl(out: Path, families: tuple[str, ...], split: str, num: int, seed: int, batch_size: int) -> int:
     """Writes the set into `out` (an empty directory); returns the number of questions."""
-    from physsim.data.builder import split_counts
-
     (out / "images").mkdir(parents=True)
-    counts = split_counts(num, families)
     written = 0
-    with open(out / "data.jsonl", "w") as f, tqdm(total=num, desc=f"export {split}", unit="q") as bar:
-        for family in families:
-            for rec in generate.records(family, split, counts[family], seed=seed, batch_size=batch_size):
-                images = []
-                for k, frame in enumerate(rec["frames"]):
-                    path = f"images/{rec['id']}_{k:02d}.png"
-                    Image.fromarray(frame).save(out / path)
-                    images.append(path)
-                f.write(json.dumps(chat_record(rec, images)) + "\n")
-                written += 1
-                bar.update(1)
+    with open(out / "data.jsonl", "w") as f:
+        for rec in generate.set_records(families, split, num, desc=f"export {split}", seed=seed,
+                                        batch_size=batch_size):
+            images = []
+            for k, frame in enumerate(rec["frames"]):
+                path = f"images/{rec['id']}_{k:02d}.png"
+                Image.fromarray(frame).save(out / path)
+                images.append(path)
+            f.write(json.dumps(chat_record(rec, images)) + "\n")
+            written += 1
     return written
 
 

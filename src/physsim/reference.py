@@ -44,7 +44,7 @@ from physsim import scenarios
 from physsim.questions import pipeline
 from physsim.scenarios.base import Run
 from physsim.sim.scene import build_mj_model, scene_index
-from physsim.sim.simulate import rollout_mj
+from physsim.sim.simulate import n_frames_for, rollout_mj
 
 GL_BACKENDS = ("egl", "osmesa")
 RENDERERS = GL_BACKENDS + ("jax",)
@@ -148,7 +148,7 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
     spec = pipeline.BatchSpec(family, split=split, n_worlds=1, n_questions=1, width=width, height=height).resolved()
     scenario = scenarios.get(family)
     layout = scenario.layout()
-    n_frames = int(round(spec.seconds * layout.fps)) + 1
+    n_frames = n_frames_for(layout, spec.seconds)
     shown = [int(k) for k in spec.video_frames()]
     templates = scenario.questions
 
@@ -159,13 +159,14 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
         return scenario.facts(Run(params=params, world=world, frames=frames, twins=twins,
                                   observe_seconds=spec.observe_seconds), layout)
 
+    @jax.jit
     def worlds_of(key):
         params = scenario.sample(key, n_scenes, split)
         world = jax.vmap(lambda p: scenario.world(p, layout))(params)
         return params, world, pipeline.twin_worlds(family, params, world)
 
     # Warm-up, not timed: compile the facts and renderer on one throw-away scene.
-    params, worlds, twin_worlds = _host(jax.jit(worlds_of)(jax.random.key(seed + 1)))
+    params, worlds, twin_worlds = _host(worlds_of(jax.random.key(seed + 1)))
     one = jax.tree.map(lambda x: x[0], (params, worlds, twin_worlds))
     renderer.set_world(one[1].size)
     frames, _, _ = simulate(layout, one[1], n_frames, render=renderer, render_frames=shown[:1])
@@ -178,7 +179,7 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
     rng = np.random.default_rng(seed)
     timer = Timer()
     start = t = time.perf_counter()
-    params, worlds, twin_worlds = _host(jax.jit(worlds_of)(jax.random.key(seed)))
+    params, worlds, twin_worlds = _host(worlds_of(jax.random.key(seed)))
     t = timer.add("answers", t)
     samples, cache = 0, {}
     for i in range(n_scenes):

@@ -24,12 +24,6 @@ from PIL import Image
 from physsim import scenarios
 from physsim.data import generate
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover - tqdm is a dependency
-    def tqdm(x, **_):
-        return x
-
 DEFAULT_SIZES = (("train", 10_000), ("test_id", 1_000), ("test_ood", 1_000))
 
 
@@ -66,12 +60,6 @@ def png(frame: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def split_counts(total: int, families: tuple[str, ...]) -> dict[str, int]:
-    """`total` questions shared as evenly as possible among the families (earlier families get the rest)."""
-    base, rest = divmod(total, len(families))
-    return {f: base + (i < rest) for i, f in enumerate(families)}
 
 
 class PhysSim(tfds.core.GeneratorBasedBuilder):
@@ -113,14 +101,9 @@ class PhysSim(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, total: int):
         c = self.builder_config
-        counts = split_counts(total, c.families)
-        bar = tqdm(total=total, desc=f"physsim/{c.name} {split}", unit="q")
-        for family in c.families:
-            for rec in generate.records(family, split, counts[family], seed=c.seed, batch_size=c.batch_size,
-                                        depth=c.depth, segmentation=c.segmentation):
-                bar.update(1)
-                yield rec["id"], example(rec, c)
-        bar.close()
+        for rec in generate.set_records(c.families, split, total, desc=f"physsim/{c.name} {split}", seed=c.seed,
+                                        batch_size=c.batch_size, depth=c.depth, segmentation=c.segmentation):
+            yield rec["id"], example(rec, c)
 
 
 def example(rec: dict, config: PhysSimConfig) -> dict:

@@ -21,10 +21,11 @@ from collections.abc import Iterator
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from physsim import scenarios
 from physsim.questions import pipeline
-from physsim.questions.templates import Template
+from physsim.questions.templates import YES_NO, Template
 
 DATA_STREAM = 2
 # split name -> (parameter ranges it samples, key sub-stream)
@@ -63,7 +64,7 @@ def _batch(key: jax.Array, spec: pipeline.BatchSpec, extras: bool):
 def _template_fields(t: Template) -> dict:
     return {"template": t.name, "task": t.task, "kind": t.kind, "unit": t.unit, "abs_tol": t.abs_tol,
             "rel_tol": t.rel_tol, "options": list(t.options) if t.kind == "choice" else
-            (["no", "yes"] if t.kind == "yesno" else []), "tolerance": t.tolerance_text()}
+            (list(YES_NO) if t.kind == "yesno" else []), "tolerance": t.tolerance_text()}
 
 
 def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int = 32, depth: bool = False,
@@ -112,6 +113,23 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
         batch += 1
 
 
+def split_counts(total: int, families: tuple[str, ...]) -> dict[str, int]:
+    """`total` questions shared as evenly as possible among the families (earlier families get the rest)."""
+    base, rest = divmod(total, len(families))
+    return {f: base + (i < rest) for i, f in enumerate(families)}
+
+
+def set_records(families: tuple[str, ...], split: str, num: int, *, desc: str, **kwargs) -> Iterator[dict]:
+    """`num` records of a set shared among `families` (see `split_counts`), family after family, with a
+    progress bar; `kwargs` go to `records`."""
+    counts = split_counts(num, families)
+    with tqdm(total=num, desc=desc, unit="q") as bar:
+        for family in families:
+            for rec in records(family, split, counts[family], **kwargs):
+                bar.update(1)
+                yield rec
+
+
 def metadata(rec: dict) -> dict:
     """A record without its arrays (what JSONL and the scorer keep)."""
     return {k: v for k, v in rec.items() if not isinstance(v, np.ndarray)}
@@ -121,4 +139,5 @@ def params_json(rec: dict) -> str:
     return json.dumps(rec["params"], sort_keys=True)
 
 
-__all__ = ["SPLITS", "batch_key", "check_families", "check_split", "metadata", "params_json", "records"]
+__all__ = ["SPLITS", "batch_key", "check_families", "check_split", "metadata", "params_json", "records", "set_records",
+           "split_counts"]
