@@ -17,28 +17,7 @@ from physsim.train import data, evaluate, run, step
 from physsim.train.__main__ import main as train_main
 from physsim.train.config import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds; a replay ring of
-    # two steps' questions and two updates per step, so resuming must bring the ring back too
-    "data.families": {"projectile": 1.0}, "data.worlds_per_shard": 2, "data.questions_per_world": 2,
-    "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
-    "train.steps": 3, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
-    "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False,
-}
-
-
-def small_config(tmp_path, **overrides):
-    return config_lib.replace(config_lib.load(ROOT / "experiments" / "tiny.py"),
-                              {**SMALL, "run.out_dir": str(tmp_path), **overrides})
-
-
-def losses(run_dir: Path) -> dict[int, dict]:
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {e["step"]: e for e in lines if e["kind"] == "train"}
-
-
-def files(directory: Path) -> list[tuple[str, int, int]]:
-    return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in directory.rglob("*") if p.is_file())
+from helpers import ROOT, files, losses, small_config
 
 
 # ---------------------------------------------------------------- config
@@ -220,7 +199,7 @@ def test_replay_ring_keeps_the_latest_questions_per_shard_and_draws_only_what_it
                           question=zeros(3, dtype=np.int32), answer=zeros(3, dtype=np.int32), targets=zeros(1, 2, 3),
                           slot_mask=zeros(2, dtype=bool), properties=zeros(2, 3), gravity=zeros(),
                           family=zeros(dtype=np.int32), template=zeros(dtype=np.int32), task=zeros(dtype=np.int32),
-                          value=ids.reshape(-1), valid=np.ones(q, bool), unsound=zeros(dtype=np.int32))
+                          value=ids.reshape(-1), valid=np.ones(q, bool))
 
     ring = replay.empty(jax.tree.map(lambda x: x[:fresh_per_shard], fresh(0)), shards, size)
     seen = []

@@ -234,7 +234,7 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
 
     key = jax.random.key(1)
     data_fn = jax.jit(lambda k: data_lib.global_batch(k, config, mesh))
-    t_data = _median_seconds(lambda: data_fn(key).video, repeats)
+    t_data = _median_seconds(lambda: data_fn(key)[0].video, repeats)
 
     def simulate_all(k):
         keys = data_lib.shard_keys(k, 0, shards)

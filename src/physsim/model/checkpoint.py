@@ -43,7 +43,10 @@ def open_manager(directory: str | Path, *, max_to_keep: int | None = None, extra
     directory = Path(directory).absolute()
     if read_only and not directory.is_dir():
         raise CheckpointError(f"no checkpoint directory at {directory}")
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only)
+    # A temporary directory left by a save that was killed is never complete (orbax renames a step into place
+    # only once every file is written): opening the manager for writing deletes it.
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+                                           cleanup_tmp_directories=not read_only)
     return ocp.CheckpointManager(directory, options=options, item_handlers=handlers(extra_handlers))
 
 

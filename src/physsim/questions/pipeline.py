@@ -206,13 +206,15 @@ def measure_facts(
 
 
 def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
-    """Samples `spec.n_worlds` worlds and simulates them with their twins in one rollout, then measures facts.
+    """Samples `spec.n_worlds` worlds and simulates them with their twins in one rollout, then measures facts."""
+    return measure_params(scenarios.get(spec.family).sample(key, spec.n_worlds, spec.split), spec)
 
-    The twins are extra worlds of the same batch: [factual; twin 1; twin 2; ...].
-    """
+
+def measure_params(params: dict[str, jax.Array], spec: BatchSpec) -> Measured:
+    """Simulates the worlds of given parameters (each (B,) or (B, N)) with their twins in one rollout, then
+    measures facts. The twins are extra worlds of the same batch: [factual; twin 1; twin 2; ...]."""
     scenario = scenarios.get(spec.family)
     layout = scenario.layout()
-    params = scenario.sample(key, spec.n_worlds, spec.split)
     world = jax.vmap(lambda p: scenario.world(p, layout))(params)
     everything = jax.tree.map(lambda *xs: jnp.concatenate(xs), world, *twin_worlds(spec.family, params, world))
     n_frames = simulate.n_frames_for(layout, spec.seconds)

@@ -183,10 +183,14 @@ CHECKS = {
 
 def measured_batch(family: str, n_worlds: int = 64, seed: int = 0, split: str = "train"):
     spec = pipeline.BatchSpec(family, split=split, n_worlds=n_worlds).resolved()
-    return spec, _measure(jax.random.key(seed), spec)
+    params = _sample(jax.random.key(seed), family, n_worlds, split)
+    return spec, measure_given(params, dataclasses.replace(spec, split="train"))
 
 
-_measure = jax.jit(pipeline.simulate_and_measure, static_argnums=1)
+_sample = jax.jit(lambda key, family, n, split: scenarios.get(family).sample(key, n, split), static_argnums=(1, 2, 3))
+# Simulates and measures given parameters. The spec's split only matters for sampling: measured_batch passes
+# the train spec, so that other callers with any parameters of the same shape reuse this one compiled program.
+measure_given = jax.jit(pipeline.measure_params, static_argnums=1)
 
 
 def fact_checks(family: str, measured: pipeline.Measured) -> list[Check]:

@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as e:
         print(f"python -m physsim.train: error: {e}", file=sys.stderr)
         return 2
+    except run.TrainingFault as e:
+        print(f"python -m physsim.train: training fault: {e}", file=sys.stderr)
+        return 3
     return 130 if result.stopped_by_signal else 0
 
 

@@ -63,6 +63,11 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 100
     keep_checkpoints: int = 3
+    # Stop (keeping the checkpoints as they are) when more than this fraction of one family's worlds in a
+    # step had exploding or non-finite simulations (they are masked out of the loss either way) ...
+    max_invalid_fraction: float = 0.5
+    # ... or when this many updates in a row had non-finite loss or gradients (each was skipped).
+    max_consecutive_skips: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +173,14 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls, globalns={**vars(model_config), **vars(loss), **globals()})
 
 
+def field_type(key: str) -> Any:
+    """The annotated type of a dotted config key (`train.steps` -> int)."""
+    if key not in keys():
+        raise _unknown(key, keys())
+    section, name = key.split(".", 1)
+    return _hints(type(getattr(Config(), section)))[name]
+
+
 def replace(config: Config, overrides: dict[str, Any]) -> Config:
     """`config` with dotted `overrides` applied; each key and value is checked (ConfigError)."""
     valid = keys(config)
@@ -226,7 +239,25 @@ def load(path: str | Path) -> Config:
     config = module.get_config()
     if not isinstance(config, Config):
         raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, not physsim.train.config.Config")
-    return config
+    try:
+        return validated(config)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def validated(config: Config) -> Config:
+    """`config` with every value checked against its field's type (a ConfigError names the first wrong one)."""
+    defaults = Config()
+    for f in dataclasses.fields(Config):
+        section = getattr(config, f.name)
+        if type(section) is not type(getattr(defaults, f.name)):
+            raise ConfigError(f"config section {f.name!r} is a {type(section).__name__}, "
+                              f"not a {type(getattr(defaults, f.name)).__name__}")
+    values = {}
+    for key in keys(config):
+        section, name = key.split(".", 1)
+        values[key] = getattr(getattr(config, section), name)
+    return replace(config, values)
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -46,8 +46,27 @@ class Batch:
     task: jax.Array  # (Q,) int32 index into questions.templates.TASKS
     value: jax.Array  # (Q,) float32 measured answer
     valid: jax.Array  # (Q,) bool: a sound world with a well-posed answer
-    unsound: jax.Array  # (Q,) int32: per question slot 0, except the first of each family: its batch's
-    #                     count of worlds whose simulation was unsound (exploded), so sum() counts them
+
+
+@struct.dataclass
+class Faults:
+    """What went wrong in the simulations of a step, per family of the config (F families, S scene shards).
+
+    A world is unsound when its factual or a twin simulation had a non-finite
+    state or a speed above `sim.simulate.MAX_SPEED` (`Frames.valid`). Its
+    questions are invalid, so they weigh nothing in the loss; these counts
+    let the run stop when too many worlds fail (`train.max_invalid_fraction`).
+    """
+
+    unsound: jax.Array  # (S, F) int32: unsound worlds of each family in each shard
+    example: tuple[dict[str, jax.Array], ...]  # per family, each leaf (S, ...): the sampled parameters of the
+    #                                            shard's first unsound world of that family (of world 0 if none)
+
+    def first(self) -> tuple[jax.Array, tuple[dict[str, jax.Array], ...]]:
+        """(F,) unsound worlds over every shard, and per family the parameters of its first unsound world."""
+        shard = jnp.argmax(self.unsound > 0, axis=0)  # (F,): first shard with one (0 if none)
+        example = tuple(jax.tree.map(lambda x, s=shard[f]: x[s], e) for f, e in enumerate(self.example))
+        return self.unsound.sum(axis=0), example
 
 
 def family_names(data: DataConfig) -> tuple[str, ...]:
@@ -109,6 +128,10 @@ def check(config: Config, n_devices: int) -> None:
                               f"shard simulates per step")
         if data.replay_sample < 1:
             raise ConfigError(f"data.replay_sample={data.replay_sample} must be a positive integer")
+    if not 0.0 <= config.train.max_invalid_fraction <= 1.0:
+        raise ConfigError(f"train.max_invalid_fraction={config.train.max_invalid_fraction} must be a fraction in [0, 1]")
+    if config.train.max_consecutive_skips < 1:
+        raise ConfigError(f"train.max_consecutive_skips={config.train.max_consecutive_skips} must be a positive integer")
     if config.train.updates_per_batch < 1:
         raise ConfigError(f"train.updates_per_batch={config.train.updates_per_batch} must be a positive integer")
     if config.train.fsdp < 1 or n_devices % config.train.fsdp:
@@ -138,8 +161,7 @@ def checked_specs(config: Config) -> tuple[pipeline.BatchSpec, ...]:
         raise ConfigError(str(e)) from e
 
 
-def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig,
-                    unsound: jax.Array) -> Batch:
+def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
     """A family's QABatch padded to the model's frames and object slots."""
     video, frame_mask = model_lib.pad_frames(qa.video, cfg.frames)
     pad_slots = cfg.max_objects - qa.targets.shape[2]
@@ -152,7 +174,6 @@ def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec,
         properties=jnp.pad(qa.properties, [(0, 0), (0, pad_slots), (0, 0)]),
         gravity=qa.gravity, family=jnp.full((q,), family, jnp.int32), template=qa.template,
         task=task_of[qa.template], value=qa.value, valid=qa.valid,
-        unsound=jnp.zeros((q,), jnp.int32).at[0].set(unsound),
     )
 
 
@@ -160,27 +181,37 @@ def concatenate(batches: list[Batch]) -> Batch:
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
 
 
-def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
-    """One family's questions for one shard (inside jit)."""
+def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig
+                 ) -> tuple[Batch, jax.Array, dict[str, jax.Array]]:
+    """One family's questions for one shard (inside jit), its count of unsound worlds and the parameters
+    of the first of them (of world 0 if none)."""
     qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
-    return to_model_shapes(qa, family, spec, cfg, (~measured.sound).sum().astype(jnp.int32))
+    unsound = ~measured.sound
+    first = jnp.argmax(unsound)
+    example = jax.tree.map(lambda x: x[first], measured.params)
+    return to_model_shapes(qa, family, spec, cfg), unsound.sum().astype(jnp.int32), example
 
 
-def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> Batch:
-    """Every family's share of one scene shard, concatenated."""
-    return concatenate([family_batch(jax.random.fold_in(key, i), i, spec, cfg) for i, spec in enumerate(specs)])
+def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> tuple[Batch, Faults]:
+    """Every family's share of one scene shard, concatenated; its faults with a leading shard axis of 1."""
+    parts = [family_batch(jax.random.fold_in(key, i), i, spec, cfg) for i, spec in enumerate(specs)]
+    faults = Faults(unsound=jnp.stack([n for _, n, _ in parts])[None],
+                    example=tuple(jax.tree.map(lambda x: x[None], e) for _, _, e in parts))
+    return concatenate([b for b, _, _ in parts]), faults
 
 
 def shard_keys(key: jax.Array, first: jax.Array | int, count: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(count))
 
 
-def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None) -> Batch:
-    """The step's whole batch, sharded over the mesh's devices along the question axis (inside jit)."""
+def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None) -> tuple[Batch, Faults]:
+    """The step's whole batch, sharded over the mesh's devices along the question axis, and the faults of
+    its simulations, one row per scene shard (inside jit)."""
     specs = family_specs(config)
     shards = config.data.shards
 
     def local(key, first, count):
+        # Shards x questions (and shards x 1 faults) -> one leading axis.
         per_shard = jax.lax.map(lambda k: shard_batch(k, specs, config.model), shard_keys(key, first, count))
         return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), per_shard)
 
@@ -197,7 +228,12 @@ def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None)
 @functools.partial(jax.jit, static_argnames=("family", "spec", "cfg"))
 def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
     """A held-out evaluation batch of one family and split, in the model's shapes."""
-    return family_batch(key, family, spec, cfg)
+    return family_batch(key, family, spec, cfg)[0]
+
+
+def worlds_per_step(config: Config) -> dict[str, int]:
+    """Factual worlds simulated per step (all shards), per family."""
+    return {spec.family: config.data.shards * spec.n_worlds for spec in family_specs(config)}
 
 
 def n_questions(config: Config) -> int:

@@ -13,6 +13,13 @@ interrupted run would have taken (bit-identical on CPU). Lines of
 `metrics.jsonl` past that step are dropped, as they are about to be
 recomputed. SIGTERM or Ctrl-C ends the run after the current step with a
 checkpoint.
+
+Faults (see RELIABILITY.md): worlds whose simulation exploded are masked out
+of the loss inside the step and counted; updates with non-finite gradients
+are skipped. When more than `train.max_invalid_fraction` of one family's
+worlds in a step are unsound, or `train.max_consecutive_skips` updates in a
+row were skipped, the run raises `TrainingFault` naming the cause, and leaves
+its checkpoints as they were (none is written from the faulty state).
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from physsim.model import checkpoint
 from physsim.questions import pipeline
+from physsim.sim.simulate import MAX_SPEED
 from physsim.train import config as config_lib
 from physsim.train import data as data_lib
 from physsim.train import evaluate as eval_lib
@@ -39,6 +48,54 @@ from physsim.train import step as step_lib
 from physsim.train.config import Config, ConfigError
 
 TRAIN_ITEM = "train"
+
+
+class TrainingFault(RuntimeError):
+    """The run stopped at `step` because its simulations or its updates went wrong; its checkpoints are
+    untouched."""
+
+    def __init__(self, step: int, message: str):
+        super().__init__(message)
+        self.step = step
+
+
+# ---------------------------------------------------------------- faults
+def _describe(params: dict) -> str:
+    def fmt(v):
+        v = np.asarray(v)
+        return f"{float(v):.4g}" if v.ndim == 0 else "[" + ", ".join(f"{float(x):.4g}" for x in v.ravel()) + "]"
+
+    return ", ".join(f"{name}={fmt(value)}" for name, value in params.items())
+
+
+def check_faults(step: int, metrics: dict, config: Config, last_checkpoint: int | None) -> None:
+    """Raises TrainingFault when a step's metrics (host values) show too many unsound worlds of a family,
+    or too many consecutive updates skipped for non-finite loss or gradients."""
+    kept = (f"checkpoints are left as they were (latest: step {last_checkpoint})" if last_checkpoint is not None
+            else "no checkpoint had been written yet")
+    worlds = data_lib.worlds_per_step(config)
+    for family, n_worlds in worlds.items():
+        unsound = int(metrics[f"unsound_worlds/{family}"])
+        if unsound / n_worlds > config.train.max_invalid_fraction:
+            example = _describe(metrics[step_lib.FAULT_EXAMPLES][family])
+            raise TrainingFault(step,
+                f"step {step}: {unsound} of {n_worlds} {family!r} worlds were invalid (non-finite state or a speed "
+                f"above {MAX_SPEED:g} m/s), more than train.max_invalid_fraction={config.train.max_invalid_fraction}; "
+                f"one of them had {example}. Training stopped; {kept}.")
+    for prefix, who in (("", "model"), ("blind/", "blind baseline")):
+        skipped = metrics.get(f"{prefix}consecutive_skipped_updates")
+        if skipped is not None and int(skipped) >= config.train.max_consecutive_skips:
+            raise TrainingFault(step,
+                f"step {step}: the last {int(skipped)} updates of the {who} had a non-finite loss or gradients and "
+                f"were skipped (train.max_consecutive_skips={config.train.max_consecutive_skips}). Training "
+                f"stopped; {kept}.")
+
+
+def _fault_view(metrics: dict) -> dict:
+    """The part of a step's metrics that check_faults reads (small: fetched every step)."""
+    return {k: v for k, v in metrics.items()
+            if k.startswith("unsound_worlds/") or k.endswith("consecutive_skipped_updates")
+            or k == step_lib.FAULT_EXAMPLES}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -254,40 +311,62 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     summary = None
     first = int(state.step)
     stopped = False
-    with _StopRequest() as stop, _progress(console, config.train.steps, first, config.run.progress) as progress:
-        t_start, t_log, step_at_log = time.perf_counter(), time.perf_counter(), first
-        for step in range(first + 1, config.train.steps + 1):
-            state, metrics = step_fn(state)
-            if step % config.train.log_every == 0 or step in (config.train.steps, stop_at) or stop.signal:
-                metrics = jax.device_get(metrics)
-                now = time.perf_counter()
-                rate = (step - step_at_log) / max(now - t_log, 1e-9)
-                t_log, step_at_log = now, step
-                entry = {"step": step, "kind": "train", "time_s": now - t_start, "steps_per_s": rate,
-                         "questions_per_s": rate * trained, "fresh_questions_per_s": rate * per_step,
-                         **{k: _finite(v) for k, v in metrics.items()}}
-                if lead:
-                    log.write(entry)
-                    if writer:
-                        for k, v in entry.items():
-                            if isinstance(v, float):
-                                writer.add_scalar(f"train/{k}", v, step)
-                progress.update(step, entry)
-            interrupted = stop.signal is not None or step == stop_at
-            if step % config.train.checkpoint_every == 0 or interrupted:
+    # A step's fault counters are read on the host one step late, once the next step is dispatched, so the
+    # device is never idle waiting for the check; before anything is saved or evaluated they are read at once.
+    unchecked: tuple[int, dict] | None = None
+
+    def settle() -> None:
+        nonlocal unchecked
+        if unchecked is not None:
+            at, view = unchecked
+            unchecked = None
+            check_faults(at, jax.device_get(view), config, checkpoint.latest_step(manager))
+
+    try:
+        with _StopRequest() as stop, _progress(console, config.train.steps, first, config.run.progress) as progress:
+            t_start, t_log, step_at_log = time.perf_counter(), time.perf_counter(), first
+            for step in range(first + 1, config.train.steps + 1):
+                state, metrics = step_fn(state)
+                settle()
+                unchecked = (step, _fault_view(metrics))
+                if step % config.train.log_every == 0 or step in (config.train.steps, stop_at) or stop.signal:
+                    metrics = jax.device_get(metrics)
+                    now = time.perf_counter()
+                    rate = (step - step_at_log) / max(now - t_log, 1e-9)
+                    t_log, step_at_log = now, step
+                    entry = {"step": step, "kind": "train", "time_s": now - t_start, "steps_per_s": rate,
+                             "questions_per_s": rate * trained, "fresh_questions_per_s": rate * per_step,
+                             **{k: _finite(v) for k, v in metrics.items() if k != step_lib.FAULT_EXAMPLES}}
+                    if lead:
+                        log.write(entry)
+                        if writer:
+                            for k, v in entry.items():
+                                if isinstance(v, float):
+                                    writer.add_scalar(f"train/{k}", v, step)
+                    progress.update(step, entry)
+                interrupted = stop.signal is not None or step == stop_at
+                if step % config.train.checkpoint_every == 0 or interrupted:
+                    settle()
+                    save_state(manager, state, config, tokenizer)
+                if interrupted:
+                    stopped = True
+                    break
+                if step % config.eval.every == 0 and step < config.train.steps:
+                    settle()
+                    summary = run_eval(step)
+            settle()
+        step = int(state.step)
+        if not stopped:
+            if checkpoint.latest_step(manager) != step:
                 save_state(manager, state, config, tokenizer)
-            if interrupted:
-                stopped = True
-                break
-            if step % config.eval.every == 0 and step < config.train.steps:
-                summary = run_eval(step)
-    step = int(state.step)
-    if not stopped:
-        if checkpoint.latest_step(manager) != step:
-            save_state(manager, state, config, tokenizer)
-        summary = run_eval(step)
-    manager.wait_until_finished()
-    manager.close()
+            summary = run_eval(step)
+    except TrainingFault as fault:
+        if lead:
+            log.write({"step": fault.step, "kind": "fault", "error": str(fault)})
+        raise
+    finally:
+        manager.wait_until_finished()  # an asynchronous save in flight completes (or is never renamed into place)
+        manager.close()
     if lead and not stopped:
         (run_dir / "eval.json").write_text(json.dumps({
             "run": config.run.name, "step": step, "device": jax.devices()[0].device_kind, "devices": n_devices,
@@ -332,8 +411,13 @@ class _progress:
         return self
 
     def update(self, step: int, entry: dict) -> None:
-        info = (f"loss {entry['loss']:.3f} · {entry['steps_per_s']:.2f} steps/s · "
+        loss = "not finite" if entry["loss"] is None else f"{entry['loss']:.3f}"  # logged as null
+        info = (f"loss {loss} · {entry['steps_per_s']:.2f} steps/s · "
                 f"{entry['questions_per_s']:.0f} questions/s trained ({entry['fresh_questions_per_s']:.0f} fresh)")
+        if entry.get("skipped_updates"):
+            info += f" · {entry['skipped_updates']:.0f} update(s) skipped (non-finite)"
+        if entry.get("unsound_worlds"):
+            info += f" · {entry['unsound_worlds']:.0f} invalid world(s)"
         if self.bar is not None:
             self.bar.update(self.task, completed=step, info=info)
         elif self.enabled:

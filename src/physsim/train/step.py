@@ -32,6 +32,9 @@ from physsim.train import replay as replay_lib
 from physsim.train.config import Config
 
 REPLAY_STREAM = 1  # the step key's sub-stream that draws from the replay
+# The metrics entry holding, per family, the sampled parameters of one unsound world of the step (not a scalar:
+# the run reads it to name the parameters when it stops on too many invalid worlds; it is not logged).
+FAULT_EXAMPLES = "unsound_example"
 
 
 @struct.dataclass
@@ -45,13 +48,23 @@ class TrainState:
     replay: data_lib.Batch | None = None  # (shards, data.replay, ...) recent questions (see train.replay)
 
 
+# optax.apply_if_finite gives up and applies a non-finite update after this many in a row; the run stops
+# long before (train.max_skipped_updates, checked on the host), so in effect it never does.
+NEVER_APPLY_NONFINITE = 2**30
+
+
 def optimizer(config: Config) -> optax.GradientTransformation:
-    """AdamW with global-norm clipping; warm-up then cosine decay over every update of the run."""
+    """AdamW with global-norm clipping; warm-up then cosine decay over every update of the run.
+
+    An update whose gradients are not finite is skipped (parameters and
+    moments unchanged) by optax.apply_if_finite, which counts the skips.
+    """
     t = config.train
     updates = t.steps * t.updates_per_batch
     schedule = optax.warmup_cosine_decay_schedule(0.0, t.learning_rate, max(t.warmup_steps, 1),
                                                   max(updates, t.warmup_steps + 1), end_value=0.1 * t.learning_rate)
-    return optax.chain(optax.clip_by_global_norm(t.grad_clip), optax.adamw(schedule, weight_decay=t.weight_decay))
+    adamw = optax.chain(optax.clip_by_global_norm(t.grad_clip), optax.adamw(schedule, weight_decay=t.weight_decay))
+    return optax.apply_if_finite(adamw, max_consecutive_errors=NEVER_APPLY_NONFINITE)
 
 
 def training_key(seed: int) -> jax.Array:
@@ -81,7 +94,7 @@ def empty_replay(config: Config) -> data_lib.Batch | None:
     if not config.data.replay:
         return None
     specs = data_lib.family_specs(config)
-    one_shard = jax.eval_shape(lambda: data_lib.shard_batch(jax.random.key(0), specs, config.model))
+    one_shard = jax.eval_shape(lambda: data_lib.shard_batch(jax.random.key(0), specs, config.model)[0])
     return replay_lib.empty(one_shard, config.data.shards, config.data.replay)
 
 
@@ -150,12 +163,17 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
             params, opt_state, metrics = _update(graphdef, *carry, batch, video, config, bos_id, opt)
             return (params, opt_state), metrics
 
+        skipped_before = opt_state.total_notfinite
         (params, opt_state), metrics = jax.lax.scan(one, (params, opt_state), batches, length=k_updates)
-        return params, opt_state, jax.tree.map(lambda m: m[0], metrics)
+        metrics = jax.tree.map(lambda m: m[0], metrics)
+        # Updates of this step skipped for non-finite gradients, and how many in a row end it.
+        metrics |= {"skipped_updates": opt_state.total_notfinite - skipped_before,
+                    "consecutive_skipped_updates": opt_state.notfinite_count}
+        return params, opt_state, metrics
 
     def step(state: TrainState) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-        fresh = data_lib.global_batch(key, config, mesh)
+        fresh, faults = data_lib.global_batch(key, config, mesh)
         fresh = jax.lax.with_sharding_constraint(fresh, mesh_lib.batch_sharding(mesh))
         draws, ring = None, state.replay
         if config.data.replay:
@@ -171,8 +189,11 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
                                                            blind=True)
             new = dataclasses.replace(new, blind_params=blind_params, blind_opt_state=blind_opt_state)
             metrics |= {f"blind/{k}": v for k, v in blind.items()}
+        unsound, example = faults.first()
         metrics |= {"valid_questions": fresh.valid.sum(), "questions": jnp.int32(fresh.valid.shape[0]),
-                    "unsound_worlds": fresh.unsound.sum()}
+                    "unsound_worlds": unsound.sum()}
+        metrics |= {f"unsound_worlds/{name}": unsound[i] for i, name in enumerate(data_lib.family_names(config.data))}
+        metrics[FAULT_EXAMPLES] = {name: example[i] for i, name in enumerate(data_lib.family_names(config.data))}
         return new, metrics
 
     return jax.jit(step, in_shardings=(shardings,), out_shardings=(shardings, mesh_lib.replicated(mesh)),
