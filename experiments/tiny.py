@@ -10,7 +10,8 @@ and updates learn far more from many worlds than from many questions about
 a few; see physsim.train.replay). State-prediction questions are drawn twice
 as often as the other task types: they are the hardest to learn from a few
 frames, and with equal weights the 150 steps left them 12 points above the
-blind baseline against 27 with this weighting (benchmarks/train/). A blind
+blind baseline against 27 and 32 in two runs with this weighting
+(benchmarks/train/, README). A blind
 copy of the model trains beside it on the same questions with the video
 zeroed. The held-out suites hold 128 questions per family and split.
 """
