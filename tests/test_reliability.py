@@ -194,7 +194,7 @@ def logged_steps(run_dir: Path) -> list[int]:
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"kind": "train"' in line]
 
 
-def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path):
+def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path, capsys):
     steps = 24  # enough that the SIGTERM (sent once step 6 is logged) lands well before the end
     config = small_config(tmp_path / "cli", **{"train.steps": steps, "run.name": "killed"})
     args = cli_args(config)
@@ -219,10 +219,11 @@ def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path):
     stopped = int(re.search(r"stopped by signal 15 after step (\d+)", second.output).group(1))
     assert stopped >= 6 and (ckpt / str(stopped)).is_dir()
 
-    # 3. Restart again: it resumes from the SIGTERM checkpoint and completes.
-    third = Train(args)
-    assert third.finish() == 0, third.output[-3000:]
-    assert f"resuming after step {stopped}" in third.output
+    # 3. Restart again (in this process, to save a start-up): it resumes from the SIGTERM checkpoint and
+    # completes.
+    capsys.readouterr()
+    assert run.train(config).step == steps
+    assert f"resuming after step {stopped}" in capsys.readouterr().out
     assert not [p for p in ckpt.iterdir() if not p.name.isdigit()]  # the half-saved temporary is gone
 
     # Every step logged once, and each loss bit-identical to an uninterrupted run's.
@@ -273,8 +274,9 @@ def test_parameters_anywhere_in_their_declared_ranges_give_finite_facts_and_answ
     n = scenario.layout().n_objects
     spec = pipeline.BatchSpec(family, n_worlds=FUZZ_WORLDS).resolved()
 
-    # Each example simulates 64 worlds; stack and chain cost ~20 s an example on 2 CPU cores.
-    @settings(max_examples=1 if family in ("stack", "chain") else 2, deadline=None, database=None,
+    # Each example simulates 64 worlds (each parameter's corners mixed differently in each world); an
+    # example costs ~3 s on 2 CPU cores for collision and projectile, 10-25 s for the others.
+    @settings(max_examples=2 if family in ("collision", "projectile") else 1, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def check(data):
