@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -68,12 +68,17 @@ def _describe(params: dict) -> str:
     return ", ".join(f"{name}={fmt(value)}" for name, value in params.items())
 
 
-def check_faults(step: int, metrics: dict, config: Config, last_checkpoint: int | None) -> None:
-    """Raises TrainingFault when a step's metrics (host values) show too many unsound worlds of a family,
-    or too many consecutive updates skipped for non-finite loss or gradients."""
-    kept = (f"checkpoints are left as they were (latest: step {last_checkpoint})" if last_checkpoint is not None
-            else "no checkpoint had been written yet")
-    worlds = data_lib.worlds_per_step(config)
+def check_faults(step: int, metrics: dict, config: Config, worlds: dict[str, int],
+                 last_checkpoint: Callable[[], int | None]) -> None:
+    """Raises TrainingFault when a step's metrics (host values) show too many unsound worlds of a family
+    (of the `worlds` each family simulates per step), or too many consecutive updates skipped for
+    non-finite loss or gradients."""
+
+    def kept() -> str:
+        latest = last_checkpoint()
+        return (f"checkpoints are left as they were (latest: step {latest})" if latest is not None
+                else "no checkpoint had been written yet")
+
     for family, n_worlds in worlds.items():
         unsound = int(metrics[f"unsound_worlds/{family}"])
         if unsound / n_worlds > config.train.max_invalid_fraction:
@@ -81,14 +86,14 @@ def check_faults(step: int, metrics: dict, config: Config, last_checkpoint: int 
             raise TrainingFault(step,
                 f"step {step}: {unsound} of {n_worlds} {family!r} worlds were invalid (non-finite state or a speed "
                 f"above {MAX_SPEED:g} m/s), more than train.max_invalid_fraction={config.train.max_invalid_fraction}; "
-                f"one of them had {example}. Training stopped; {kept}.")
+                f"one of them had {example}. Training stopped; {kept()}.")
     for prefix, who in (("", "model"), ("blind/", "blind baseline")):
         skipped = metrics.get(f"{prefix}consecutive_skipped_updates")
         if skipped is not None and int(skipped) >= config.train.max_consecutive_skips:
             raise TrainingFault(step,
                 f"step {step}: the last {int(skipped)} updates of the {who} had a non-finite loss or gradients and "
                 f"were skipped (train.max_consecutive_skips={config.train.max_consecutive_skips}). Training "
-                f"stopped; {kept}.")
+                f"stopped; {kept()}.")
 
 
 def _fault_view(metrics: dict) -> dict:
@@ -314,13 +319,14 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     # A step's fault counters are read on the host one step late, once the next step is dispatched, so the
     # device is never idle waiting for the check; before anything is saved or evaluated they are read at once.
     unchecked: tuple[int, dict] | None = None
+    worlds = data_lib.worlds_per_step(config)
 
     def settle() -> None:
         nonlocal unchecked
         if unchecked is not None:
             at, view = unchecked
             unchecked = None
-            check_faults(at, jax.device_get(view), config, checkpoint.latest_step(manager))
+            check_faults(at, jax.device_get(view), config, worlds, lambda: checkpoint.latest_step(manager))
 
     try:
         with _StopRequest() as stop, _progress(console, config.train.steps, first, config.run.progress) as progress:
