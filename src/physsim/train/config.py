@@ -175,8 +175,9 @@ def _hints(cls) -> dict[str, Any]:
 
 def field_type(key: str) -> Any:
     """The annotated type of a dotted config key (`train.steps` -> int)."""
-    if key not in keys():
-        raise _unknown(key, keys())
+    valid = keys()
+    if key not in valid:
+        raise _unknown(key, valid)
     section, name = key.split(".", 1)
     return _hints(type(getattr(Config(), section)))[name]
 

@@ -49,7 +49,7 @@ class TrainState:
 
 
 # optax.apply_if_finite gives up and applies a non-finite update after this many in a row; the run stops
-# long before (train.max_skipped_updates, checked on the host), so in effect it never does.
+# long before (train.max_consecutive_skips, checked on the host), so in effect it never does.
 NEVER_APPLY_NONFINITE = 2**30
 
 
@@ -192,8 +192,9 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
         unsound, example = faults.first()
         metrics |= {"valid_questions": fresh.valid.sum(), "questions": jnp.int32(fresh.valid.shape[0]),
                     "unsound_worlds": unsound.sum()}
-        metrics |= {f"unsound_worlds/{name}": unsound[i] for i, name in enumerate(data_lib.family_names(config.data))}
-        metrics[FAULT_EXAMPLES] = {name: example[i] for i, name in enumerate(data_lib.family_names(config.data))}
+        names = data_lib.family_names(config.data)
+        metrics |= {f"unsound_worlds/{name}": unsound[i] for i, name in enumerate(names)}
+        metrics[FAULT_EXAMPLES] = dict(zip(names, example))
         return new, metrics
 
     return jax.jit(step, in_shardings=(shardings,), out_shardings=(shardings, mesh_lib.replicated(mesh)),
