@@ -354,7 +354,7 @@ def test_two_processes_on_loopback_train_like_one_process(tmp_path):
     one = run.train(config_lib.replace(config, {"run.name": "one_process"}))
     two, single = losses(config.run_dir), losses(one.run_dir)
     assert sorted(two) == sorted(single) == [1, 2, 3]
-    for s in two:  # measured: 1e-6 relative at most (the 2-device program reduces in another order)
+    for s in two:  # measured: 4.1e-6 relative at most (the 2-device program reduces in another order)
         for key in ("loss", "blind/loss", "answer_nll", "state_mse", "grad_norm"):
             np.testing.assert_allclose(two[s][key], single[s][key], rtol=1e-4, err_msg=f"step {s} {key}")
     # Both processes wrote one run: its checkpoints and evaluation.
