@@ -53,6 +53,17 @@ class Camera:
         """Focal length in pixels (same horizontally: square pixels)."""
         return 0.5 * self.height / np.tan(np.deg2rad(self.fovy) / 2)
 
+    def project(self, points: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Pixel column, row (continuous; pixel centres at integers) and depth (m) of world points (..., 3)."""
+        eye, rot = self.frame()
+        local = (points - eye) @ rot  # (..., 3): right, up, backward
+        depth = -local[..., 2]
+        f = self.focal_pixels()
+        safe = jnp.where(depth > 1e-6, depth, 1e-6)
+        col = 0.5 * self.width + f * local[..., 0] / safe - 0.5
+        row = 0.5 * self.height - f * local[..., 1] / safe - 0.5
+        return col, row, depth
+
     def rays(self, jitter: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Origin (3,), unit directions (H, W, 3) in world, and each ray's cosine to the optical axis (H, W)."""
         eye, rot = self.frame(jitter)

@@ -33,6 +33,9 @@ MAX_SPEED = 100.0
 class Frames:
     """Recorded state, one row per frame. Add a leading (B,) axis for a batch.
 
+    Object poses and velocities are those at `time`; geom poses (for renderers) come from the kinematics
+    of the last physics step, one step (2 ms) earlier.
+
     Shapes: T frames, N object slots, G geoms, P entity pairs
     (`SceneIndex.pair_entities`; entity 0 is the environment).
     """
@@ -84,9 +87,11 @@ def _contact_summary(d: mjx.Data, rows: np.ndarray, mask: np.ndarray, index: Sce
 
 
 def _object_state(d: mjx.Data, index: SceneIndex):
+    # Poses from qpos, not xpos / xquat: a step computes those before integrating, so after it they are one
+    # physics step behind `d.time` (free bodies have their frame at the joint, so qpos is the pose).
     return (
-        d.xpos[index.object_body],
-        d.xquat[index.object_body],
+        d.qpos[index.object_qpos[:, :3]],
+        d.qpos[index.object_qpos[:, 3:]],
         d.qvel[index.object_qvel[:, :3]],
         d.qvel[index.object_qvel[:, 3:]],
     )
@@ -202,13 +207,16 @@ def mj_model_for(layout: SceneLayout, world: randomize.WorldParams, cache: dict 
 
 
 def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int,
-               on_frame: Callable[[int, mujoco.MjData], None] | None = None, cache: dict | None = None) -> Frames:
+               on_frame: Callable[[int, mujoco.MjData], None] | None = None, cache: dict | None = None,
+               contacts: bool = True) -> Frames:
     """One world (no batch axis) simulated by MuJoCo C, recorded as `Frames` of float64 NumPy arrays.
 
     The reference for MJX: same compiled layout, same per-world fields
     (`randomize.apply_world_mj`), same initial state, and contact events read
     after every physics step as `rollout` reads them. `on_frame(k, data)` is
-    called at each recorded frame (a renderer can draw it there).
+    called at each recorded frame (a renderer can draw it there). With
+    `contacts=False` contact events and geom poses are not read (empty
+    arrays): about ten times faster when every physics step is a frame.
     """
     index = scene_index(layout)
     model = mj_model_for(layout, world, cache)
@@ -218,12 +226,13 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
         [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
     data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
     mujoco.mj_forward(model, data)
-    n_pairs, n_obj = index.n_pairs, layout.n_objects
+    n_pairs, n_obj = (index.n_pairs if contacts else 0), layout.n_objects
+    n_geom = model.ngeom if contacts else 0
     rec = {
         "time": np.zeros(n_frames), "qpos": np.zeros((n_frames, model.nq)), "qvel": np.zeros((n_frames, model.nv)),
         "pos": np.zeros((n_frames, n_obj, 3)), "quat": np.zeros((n_frames, n_obj, 4)),
         "linvel": np.zeros((n_frames, n_obj, 3)), "angvel": np.zeros((n_frames, n_obj, 3)),
-        "geom_xpos": np.zeros((n_frames, model.ngeom, 3)), "geom_xmat": np.zeros((n_frames, model.ngeom, 3, 3)),
+        "geom_xpos": np.zeros((n_frames, n_geom, 3)), "geom_xmat": np.zeros((n_frames, n_geom, 3, 3)),
         "contact_touch": np.zeros((n_frames, n_pairs), bool), "contact_time": np.full((n_frames, n_pairs), np.inf),
         "contact_impulse": np.zeros((n_frames, n_pairs)), "valid": np.zeros(n_frames, bool),
     }
@@ -231,9 +240,10 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
     def record(k):
         rec["time"][k] = data.time
         rec["qpos"][k], rec["qvel"][k] = data.qpos, data.qvel
-        rec["pos"][k], rec["quat"][k] = data.xpos[index.object_body], data.xquat[index.object_body]
+        rec["pos"][k], rec["quat"][k] = data.qpos[index.object_qpos[:, :3]], data.qpos[index.object_qpos[:, 3:]]
         rec["linvel"][k], rec["angvel"][k] = data.qvel[index.object_qvel[:, :3]], data.qvel[index.object_qvel[:, 3:]]
-        rec["geom_xpos"][k], rec["geom_xmat"][k] = data.geom_xpos, data.geom_xmat.reshape(-1, 3, 3)
+        if contacts:
+            rec["geom_xpos"][k], rec["geom_xmat"][k] = data.geom_xpos, data.geom_xmat.reshape(-1, 3, 3)
         finite = np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all()
         rec["valid"][k] = finite and bool(np.all(np.linalg.norm(rec["linvel"][k], axis=-1) < MAX_SPEED))
         if on_frame is not None:
@@ -246,7 +256,7 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
         for _ in range(layout.substeps):
             mujoco.mj_step(model, data)
             n = data.ncon
-            if not n:
+            if not (n and contacts):
                 continue
             contact = data.contact
             now = contact.dist[:n] < 0
@@ -265,6 +275,45 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
             np.add.at(impulse, pair, (cumulative[adr + rows] - cumulative[adr]) * dt)
         record(k)
     return Frames(**rec)
+
+
+def rollout_mj_steps(worlds: list[randomize.WorldParams], *, layout: SceneLayout, n_steps: int,
+                     threads: int = 2) -> Frames:
+    """Worlds (each without a batch axis) simulated by MuJoCo C for `n_steps` physics steps with
+    `mujoco.rollout` (C++ threads, no Python per step), every step recorded: `Frames` (B, n_steps + 1, ...)
+    of float64 NumPy arrays holding time, qpos, qvel and the objects' poses and velocities; geom poses and
+    contact events are empty (contacts are for the caller to read from the geometry)."""
+    import mujoco.rollout
+
+    index = scene_index(layout)
+    models, states = [], []
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    for world in worlds:
+        model = copy.deepcopy(mj_model_for(layout, world))
+        data = mujoco.MjData(model)
+        quat = np.asarray(world.quat, np.float64)
+        data.qpos[index.object_qpos] = np.concatenate(
+            [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
+        data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
+        mujoco.mj_forward(model, data)
+        state = np.zeros(mujoco.mj_stateSize(model, spec))
+        mujoco.mj_getState(model, data, state, spec)
+        models.append(model)
+        states.append(state)
+    datas = [mujoco.MjData(models[0]) for _ in range(threads)]
+    out, _ = mujoco.rollout.rollout(models, datas, np.stack(states), nstep=n_steps)
+    full = np.concatenate([np.stack(states)[:, None], out], axis=1)  # (B, T, nstate)
+    nq, nv = models[0].nq, models[0].nv
+    time, qpos, qvel = full[..., 0], full[..., 1:1 + nq], full[..., 1 + nq:1 + nq + nv]
+    pos, quat = qpos[..., index.object_qpos[:, :3]], qpos[..., index.object_qpos[:, 3:]]
+    linvel, angvel = qvel[..., index.object_qvel[:, :3]], qvel[..., index.object_qvel[:, 3:]]
+    b, t = time.shape
+    finite = np.isfinite(qpos).all(-1) & np.isfinite(qvel).all(-1)
+    return Frames(time=time, qpos=qpos, qvel=qvel, pos=pos, quat=quat, linvel=linvel, angvel=angvel,
+                  geom_xpos=np.zeros((b, t, 0, 3)), geom_xmat=np.zeros((b, t, 0, 3, 3)),
+                  contact_touch=np.zeros((b, t, 0), bool), contact_time=np.zeros((b, t, 0)),
+                  contact_impulse=np.zeros((b, t, 0)),
+                  valid=finite & (np.linalg.norm(linvel, axis=-1) < MAX_SPEED).all(-1))
 
 
 def rollout_reference(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: int) -> np.ndarray:
