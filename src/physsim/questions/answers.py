@@ -72,8 +72,7 @@ def check_answer(pred_text: str, template: Template, value: float) -> bool:
     number, unit = parsed
     if unit is not None and unit != UNITS.get(template.unit, (template.unit,))[0]:
         return False
-    tolerance = max(template.abs_tol, template.rel_tol * abs(value))
-    return abs(number - value) <= tolerance + 1e-9
+    return abs(number - value) <= template.tolerance(value) + 1e-9
 
 
 __all__ = ["UNITS", "YES_NO", "check_answer", "parse_choice", "parse_number", "parse_yes_no"]

@@ -4,10 +4,21 @@ sample worlds -> add counterfactual twins -> simulate all in one rollout ->
 measure each family's facts -> pick balanced questions -> tokens + video.
 
 Balancing is resampling inside the jitted sampler: each question slot draws a
-template and a target answer class uniformly, then a world of the batch whose
-measured answer is that class (a world may serve several slots). When no
-world of the batch has the class, any world with a valid answer is taken and
-the slot counts in `answer_balance`, so imbalance is visible, not hidden.
+template, a visible configuration of the batch (which object slots are in
+play: the tower's height, the number of balls, ball or block), an answer
+class uniformly among those that configuration allows, then a world of that
+configuration whose measured answer is that class (a world may serve several
+slots). Configurations that lack one of their answers in the batch are not
+drawn for that template (`left_out` counts their worlds), so within every
+configuration each allowed answer is equally likely: neither the question
+nor the visible configuration tells the answer.
+
+Knife-edge worlds are not asked about: every world is simulated a second
+time from initial positions moved by KNIFE_EDGE (0.1 mm, far below what a
+64-pixel video shows), twins included, in the same rollout; a question whose
+answer differs between the two is ill-posed for that world and invalid, and dense state targets that move
+by more than TARGET_STABLE between the two are not trained on. "Differs" for
+a number means the shadow's answer would be judged wrong against it.
 """
 
 from __future__ import annotations
@@ -23,7 +34,8 @@ from flax import struct
 from physsim import render as render_lib
 from physsim import scenarios
 from physsim.questions import tokenizer as tok_lib
-from physsim.questions.templates import TASKS, Template, YES_NO
+from physsim.questions.templates import TASKS, Template, YES_NO, context
+from physsim.render.raycast import CHECKER_SIZE
 from physsim.scenarios.base import Fact, Run
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
@@ -31,8 +43,14 @@ from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import PARKING_X
 from physsim.sim.simulate import Frames
 
-QUESTION_LENGTH = 24
+QUESTION_LENGTH = 56  # the context (frame times, a scale) and the question
 ANSWER_LENGTH = 12  # an option ("the blue ball") or a number (-9999.99 m/s) + <eos>
+KNIFE_EDGE = 1e-4  # m: the shadow world's objects start this far from the factual ones, along x and y
+# m: dense targets farther apart than this between the two are not trained on (~1.5 pixels at 64x64). After
+# an impact, positions differ by centimetres (measured: 0.1 mm at the start became 2.7 cm 1 s after a
+# collision): a soft contact's outcome depends on the physics step its first touch falls in.
+TARGET_STABLE = 0.05
+DISTANCE_UNITS = ("m", "m/s")  # questions in these units get the floor's scale in their context
 
 
 def all_templates() -> list[Template]:
@@ -55,7 +73,9 @@ class BatchSpec:
     n_worlds: int = 64  # simulated factual worlds (each with its twins)
     n_questions: int = 64
     seconds: float | None = None  # rollout length (default: the family's)
-    observe_seconds: float | None = None  # video shown to the model (default: the family's)
+    # Video shown to the model (default: the family's). Resolving rounds it down to the time of the last
+    # frame shown, which is what facts and targets treat as the end of what was seen.
+    observe_seconds: float | None = None
     frame_stride: int = 2  # video frame = every k-th recorded frame
     width: int = 64
     height: int = 64
@@ -97,6 +117,11 @@ class BatchSpec:
         if layout.n_objects < 1:
             raise ValueError(f"family {self.family!r} has no objects to ask about")
         simulate.n_frames_for(layout, seconds)  # whole number of frames, or a clear error
+        last_shown = int(np.floor(observe * layout.fps + 1e-6)) // self.frame_stride * self.frame_stride
+        observe = last_shown / layout.fps
+        if last_shown == 0:
+            raise ValueError(f"the {self.observe_seconds or scenario.observe_seconds} s window at frame_stride="
+                             f"{self.frame_stride} shows only the first frame of {self.family!r}")
         if not tasks:
             raise ValueError(f"no task types chosen for family {self.family!r}")
         weights = (1.0,) * len(tasks) if self.task_weights is None else tuple(float(w) for w in self.task_weights)
@@ -118,9 +143,23 @@ class BatchSpec:
         return w / w.sum()
 
     def video_frames(self) -> np.ndarray:
+        """Indices of the recorded frames the video shows (resolved specs: the last is at observe_seconds)."""
         layout = scenarios.get(self.family).layout()
         last = int(round(self.observe_seconds * layout.fps))
         return np.arange(0, last + 1, self.frame_stride)
+
+    def frame_interval(self) -> float:
+        """Seconds between two frames of the video."""
+        return self.frame_stride / scenarios.get(self.family).layout().fps
+
+    def context(self, template: Template) -> str:
+        """What a viewer needs beside the question: the frames' times and, for distances, a scale."""
+        scale = CHECKER_SIZE if template.unit in DISTANCE_UNITS else None
+        return context(self.frame_interval(), self.observe_seconds, scale)
+
+    def prompt(self, template: Template, paraphrase: int) -> str:
+        """The question as the model reads it: context, then the paraphrase."""
+        return f"{self.context(template)} {template.paraphrases[paraphrase % len(template.paraphrases)]}"
 
     def horizon_frames(self) -> np.ndarray:
         layout = scenarios.get(self.family).layout()
@@ -132,16 +171,21 @@ class QABatch:
     """Q questions, each about one simulated world (static shapes)."""
 
     video: jax.Array  # (Q, F, H, W, 3) uint8, the observation window
-    question: jax.Array  # (Q, Lq) int32 tokens, <pad>-padded
+    question: jax.Array  # (Q, Lq) int32 tokens (context, then question), <pad>-padded
     answer: jax.Array  # (Q, La) int32 tokens ending with <eos>, <pad>-padded
     template: jax.Array  # (Q,) int32 index into spec.templates()
     paraphrase: jax.Array  # (Q,) int32
     value: jax.Array  # (Q,) float32 answer: 0/1, option index or number
-    answer_class: jax.Array  # (Q,) int32 class the balancer asked for (0 for numbers)
+    answer_class: jax.Array  # (Q,) int32 class of the answer given (0 for numbers)
+    chance: jax.Array  # (Q,) float32: 1 / the answers the world's configuration allows (0 for numbers)
+    left_out: jax.Array  # (Q,) int32: askable worlds of the batch left out for the question's template because
+    #                      their configuration lacks one of its answers in the batch (see pick_questions)
+    configuration: jax.Array  # (Q,) int32 bit mask of the object slots in play in the world
     event_time: jax.Array  # (Q,) float32 s, for explanations
-    valid: jax.Array  # (Q,) bool: a world with a valid answer was found and its simulation is sound
+    valid: jax.Array  # (Q,) bool: a world with a well-posed answer was found and its simulation is sound
     world: jax.Array  # (Q,) int32 index of the world in the simulated batch
     targets: jax.Array  # (Q, len(horizons), N, 3) object positions after the window
+    target_ok: jax.Array  # (Q,) bool: the targets are not knife-edge (the shadow world's are within TARGET_STABLE)
     active: jax.Array  # (Q, N) bool: slots holding an object in this world (the others are parked)
     properties: jax.Array  # (Q, N, 3) hidden properties per slot: log mass relative to the world's
     #                        mean over active slots, friction, restitution (see slot_properties)
@@ -158,7 +202,9 @@ class Measured:
     frames: Frames  # factual (B, T, ...)
     twins: dict[str, Frames]
     facts: dict[str, Fact]  # each field (B,)
-    sound: jax.Array  # (B,) bool: factual and twin simulations all valid
+    shadow: dict[str, Fact]  # the same facts of the shadow worlds (initial positions moved by KNIFE_EDGE)
+    shadow_pos: jax.Array  # (B, T, N, 3) the shadow worlds' object positions
+    sound: jax.Array  # (B,) bool: factual, twin and shadow simulations all valid
 
 
 def twin_worlds(family: str, params, world) -> list:
@@ -168,61 +214,93 @@ def twin_worlds(family: str, params, world) -> list:
             for name in scenario.twins]
 
 
+def shadow_world(world: WorldParams) -> WorldParams:
+    """Batched worlds (B,) with every object moved by KNIFE_EDGE along x and y, in a fixed pattern of signs
+    (alternating between neighbouring slots, so that gaps between objects change too)."""
+    n = world.pos.shape[-2]
+    sign_x = jnp.asarray([(-1.0) ** i for i in range(n)], jnp.float32)
+    sign_y = jnp.asarray([(-1.0) ** (i // 2) for i in range(n)], jnp.float32)
+    offset = KNIFE_EDGE * jnp.stack([sign_x, sign_y, jnp.zeros(n)], axis=-1)
+    return world.replace(pos=world.pos + offset)
+
+
 def _chunks(frames: Frames, b: int, n: int) -> list[Frames]:
     """n consecutive blocks of b worlds each, from one rollout of stacked worlds."""
     return [jax.tree.map(lambda x, k=k: x[k * b : (k + 1) * b], frames) for k in range(n)]
 
 
-def _facts(family: str, params, world, factual: Frames, twins: dict[str, Frames], observe_seconds: float):
+@dataclasses.dataclass(frozen=True)
+class View:
+    """How the video is made, which facts about what it shows need: the time of its last frame, which
+    recorded frames it shows, the camera and how far its position may be jittered (m)."""
+
+    observe_seconds: float
+    frame_stride: int
+    camera: render_lib.Camera
+    camera_jitter: float = 0.0
+
+    @classmethod
+    def of(cls, spec: BatchSpec) -> View:
+        camera = scenarios.get(spec.family).camera(spec.width, spec.height)
+        return cls(spec.observe_seconds, spec.frame_stride, camera, spec.camera_jitter)
+
+
+def _facts(family: str, params, world, factual: Frames, twins: dict[str, Frames], view: View) -> dict[str, Fact]:
     scenario = scenarios.get(family)
     layout = scenario.layout()
 
     def measure_one(p, w, f, tw):
-        return scenario.facts(Run(params=p, world=w, frames=f, twins=tw, observe_seconds=observe_seconds), layout)
+        run = Run(params=p, world=w, frames=f, twins=tw, observe_seconds=view.observe_seconds,
+                  frame_stride=view.frame_stride, camera=view.camera, camera_jitter=view.camera_jitter)
+        return scenario.facts(run, layout)
 
-    facts = jax.vmap(measure_one)(params, world, factual, twins)
-    sound = jnp.stack([c.valid.all(axis=1) for c in (factual, *twins.values())]).all(axis=0)
-    return facts, sound
+    return jax.vmap(measure_one)(params, world, factual, twins)
 
 
-def measure_facts(
-    family: str, params, world, factual: Frames, *, observe_seconds: float, impl: str = "jax"
-) -> tuple[dict[str, Frames], dict[str, Fact], jax.Array]:
-    """For an already simulated factual batch: simulates its twins and measures every fact.
+def _simulate(family: str, params, world, *, n_frames: int, view: View, impl: str,
+              factual: Frames | None = None) -> Measured:
+    """One rollout of [factual; twins; shadow; shadow's twins] (the factual part skipped when given), then
+    every fact of the factual and of the shadow worlds."""
+    scenario = scenarios.get(family)
+    layout = scenario.layout()
+    shadow = shadow_world(world)
+    worlds = ([] if factual is not None else [world]) + twin_worlds(family, params, world) + [shadow] + \
+        twin_worlds(family, params, shadow)
+    stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *worlds)
+    frames = simulate.rollout(stacked, layout=layout, n_frames=n_frames, impl=impl)
+    b, k = params[next(iter(params))].shape[0], len(scenario.twins)
+    chunks = _chunks(frames, b, len(worlds))
+    if factual is None:
+        factual, chunks = chunks[0], chunks[1:]
+    twins = dict(zip(scenario.twins, chunks[:k]))
+    shadow_frames, shadow_twins = chunks[k], dict(zip(scenario.twins, chunks[k + 1:]))
+    facts = _facts(family, params, world, factual, twins, view)
+    shadow_facts = _facts(family, params, shadow, shadow_frames, shadow_twins, view)
+    sound = jnp.stack([c.valid.all(axis=1) for c in (factual, *twins.values(), shadow_frames,
+                                                       *shadow_twins.values())]).all(axis=0)
+    return Measured(params=params, world=world, frames=factual, twins=twins, facts=facts, shadow=shadow_facts,
+                    shadow_pos=shadow_frames.pos, sound=sound)
 
-    Returns the twins' frames by intervention, the facts (each field (B,)) and
-    whether each world's factual and twin simulations are all sound.
-    """
-    twins = {}
-    intervened = twin_worlds(family, params, world)
-    if intervened:
-        layout = scenarios.get(family).layout()
-        stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs), *intervened)
-        frames = simulate.rollout(stacked, layout=layout, n_frames=factual.time.shape[1], impl=impl)
-        names = scenarios.get(family).twins
-        twins = dict(zip(names, _chunks(frames, factual.time.shape[0], len(names))))
-    facts, sound = _facts(family, params, world, factual, twins, observe_seconds)
-    return twins, facts, sound
+
+def measure_facts(family: str, params, world, factual: Frames, *, view: View, impl: str = "jax") -> Measured:
+    """For an already simulated factual batch: simulates its twins and shadows and measures every fact."""
+    return _simulate(family, params, world, n_frames=factual.time.shape[1], view=view, impl=impl, factual=factual)
 
 
 def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
-    """Samples `spec.n_worlds` worlds and simulates them with their twins in one rollout, then measures facts."""
+    """Samples `spec.n_worlds` worlds and simulates them with their twins and shadows in one rollout, then
+    measures facts."""
     return measure_params(scenarios.get(spec.family).sample(key, spec.n_worlds, spec.split), spec)
 
 
 def measure_params(params: dict[str, jax.Array], spec: BatchSpec) -> Measured:
-    """Simulates the worlds of given parameters (each (B,) or (B, N)) with their twins in one rollout, then
-    measures facts. The twins are extra worlds of the same batch: [factual; twin 1; twin 2; ...]."""
+    """Simulates the worlds of given parameters (each (B,) or (B, N)) with their twins and shadows in one
+    rollout, then measures facts."""
     scenario = scenarios.get(spec.family)
     layout = scenario.layout()
     world = jax.vmap(lambda p: scenario.world(p, layout))(params)
-    everything = jax.tree.map(lambda *xs: jnp.concatenate(xs), world, *twin_worlds(spec.family, params, world))
-    n_frames = simulate.n_frames_for(layout, spec.seconds)
-    frames = simulate.rollout(everything, layout=layout, n_frames=n_frames, impl=spec.impl)
-    factual, *rest = _chunks(frames, spec.n_worlds, 1 + len(scenario.twins))
-    twins = dict(zip(scenario.twins, rest))
-    facts, sound = _facts(spec.family, params, world, factual, twins, spec.observe_seconds)
-    return Measured(params=params, world=world, frames=factual, twins=twins, facts=facts, sound=sound)
+    return _simulate(spec.family, params, world, n_frames=simulate.n_frames_for(layout, spec.seconds),
+                     view=View.of(spec), impl=spec.impl)
 
 
 def slot_properties(world: WorldParams) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -238,6 +316,12 @@ def slot_properties(world: WorldParams) -> tuple[jax.Array, jax.Array, jax.Array
     return active, jnp.where(active[:, None], properties, 0.0), jnp.linalg.norm(world.gravity)
 
 
+def configuration(world: WorldParams) -> jax.Array:
+    """(B,) int32 visible configuration of batched worlds: the bit mask of the object slots in play."""
+    active = world.pos[..., 0] < 0.5 * PARKING_X
+    return jnp.sum(active.astype(jnp.int32) << jnp.arange(active.shape[-1], dtype=jnp.int32), axis=-1)
+
+
 def answer_classes(template: Template, f: Fact) -> jax.Array:
     """(B,) int32 class of each world's answer (0 for numbers)."""
     if template.kind == "number":
@@ -245,7 +329,40 @@ def answer_classes(template: Template, f: Fact) -> jax.Array:
     return jnp.round(f.value).astype(jnp.int32)
 
 
-def _text_tables(templates: tuple[Template, ...], tok: tok_lib.Tokenizer):
+def class_mask(template: Template, f: Fact, n_max: int) -> jax.Array:
+    """(B, n_max) bool: the answer classes each world's configuration allows (one column for numbers)."""
+    b = f.value.shape[0]
+    n = template.n_classes
+    mask = jnp.ones((b, n), bool) if f.classes is None else f.classes.reshape(b, n)
+    return jnp.pad(mask, [(0, 0), (0, n_max - n)])
+
+
+def stable(template: Template, f: Fact, shadow: Fact) -> jax.Array:
+    """(B,) bool: the shadow world gives the same answer (a number that would be judged right against this
+    one), so the question is not knife-edge."""
+    if template.kind == "number":
+        tol = jnp.maximum(template.abs_tol, template.rel_tol * jnp.abs(f.value))
+        same = jnp.abs(f.value - shadow.value) <= tol
+    else:
+        same = jnp.round(f.value) == jnp.round(shadow.value)
+    return shadow.valid & same
+
+
+def askable(spec: BatchSpec, measured: Measured) -> tuple[jax.Array, jax.Array]:
+    """(T, B) bool each, per template of the spec: asked (well posed, sound, not knife-edge), and dropped as
+    knife-edge (well posed and sound, but the shadow world answers otherwise)."""
+    valid, edge = [], []
+    for t in spec.templates():
+        f, g = measured.facts[t.fact], measured.shadow[t.fact]
+        posed = f.valid & measured.sound
+        same = stable(t, f, g)
+        valid.append(posed & same)
+        edge.append(posed & ~same)
+    return jnp.stack(valid), jnp.stack(edge)
+
+
+def _text_tables(spec: BatchSpec, tok: tok_lib.Tokenizer):
+    templates = spec.templates()
     n_para = max(len(t.paraphrases) for t in templates)
     n_opt = max(max(t.n_classes, 2) for t in templates)
     questions = np.zeros((len(templates), n_para, QUESTION_LENGTH), np.int32)
@@ -253,9 +370,8 @@ def _text_tables(templates: tuple[Template, ...], tok: tok_lib.Tokenizer):
     units = np.zeros((len(templates), 4), np.int32)
     for i, t in enumerate(templates):
         for j in range(n_para):
-            questions[i, j] = tok.encode(t.paraphrases[j % len(t.paraphrases)], length=QUESTION_LENGTH)
-        texts = YES_NO if t.kind == "yesno" else t.options
-        for j, text in enumerate(texts):
+            questions[i, j] = tok.encode(spec.prompt(t, j), length=QUESTION_LENGTH)
+        for j, text in enumerate(t.options_text if t.kind != "number" else ()):
             answers[i, j] = tok.encode(text, length=ANSWER_LENGTH, eos=True)
         if t.kind == "number":
             units[i] = tok.encode(t.unit, length=4, eos=True)
@@ -269,47 +385,68 @@ def _number_answer(tok: tok_lib.Tokenizer, value: jax.Array, unit: jax.Array) ->
     return tok_lib.compact(ids, keep, ANSWER_LENGTH, tok.pad_id)
 
 
+def _uniform_choice(key: jax.Array, mask: jax.Array) -> jax.Array:
+    """(Q,) index of a uniformly drawn True entry of each row of `mask` (Q, K) (0 where a row has none)."""
+    noise = jax.random.gumbel(key, mask.shape)
+    return jnp.argmax(jnp.where(mask, noise, -jnp.inf), axis=1).astype(jnp.int32)
+
+
 def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer) -> dict:
     """Balanced (template, world) pairs and their tokens; see the module docstring."""
     templates = spec.templates()
-    k_template, k_class, k_world, k_para = jax.random.split(key, 4)
+    k_template, k_anchor, k_class, k_world, k_para = jax.random.split(key, 5)
     q = spec.n_questions
     facts = [measured.facts[t.fact] for t in templates]
+    n_max = max(t.n_classes for t in templates)
     values = jnp.stack([f.value for f in facts])  # (T, B)
-    valid = jnp.stack([f.valid for f in facts]) & measured.sound[None]
+    valid, _ = askable(spec, measured)
     classes = jnp.stack([answer_classes(t, f) for t, f in zip(templates, facts)])
+    allowed = jnp.stack([class_mask(t, f, n_max) for t, f in zip(templates, facts)])  # (T, B, C)
     times = jnp.stack([f.time for f in facts])
-    n_classes = jnp.asarray([t.n_classes for t in templates], jnp.int32)
+    config = configuration(measured.world)  # (B,)
+    per_config = jnp.asarray([not t.reads_configuration for t in templates])
     n_para = jnp.asarray([len(t.paraphrases) for t in templates], jnp.int32)
 
-    # Templates with no valid world in this batch are not drawn.
-    askable = valid.any(axis=1)
+    # A world's configuration is complete for a template when the batch has an askable world of that
+    # configuration for every answer class it allows: only those are drawn, so that within each configuration
+    # every allowed answer is equally likely (a configuration missing a class is left out of this batch,
+    # rather than answered with another class more often).
+    same_config = (config[:, None] == config[None, :]) | ~per_config[:, None, None]  # (T, B, B')
+    one_hot = classes[..., None] == jnp.arange(n_max)  # (T, B', C)
+    present = jnp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(jnp.int32),
+                         one_hot.astype(jnp.int32)) > 0  # (T, B, C): class c has an askable world like b
+    complete = valid & jnp.all(present | ~allowed, axis=-1)  # (T, B)
+    # Templates with no complete configuration in this batch are not drawn.
+    can_ask = complete.any(axis=1)
     log_weight = jnp.log(jnp.asarray(spec.template_weights(), jnp.float32))
-    template = jax.random.categorical(k_template, jnp.where(askable, log_weight, -jnp.inf), shape=(q,))
-    target = jnp.floor(jax.random.uniform(k_class, (q,)) * n_classes[template]).astype(jnp.int32)
-    ok = valid[template]  # (Q, B)
-    wanted = ok & (classes[template] == target[:, None])
-    choose_from = jnp.where(wanted.any(axis=1, keepdims=True), wanted, ok)
-    noise = jax.random.gumbel(k_world, choose_from.shape)
-    world = jnp.argmax(jnp.where(choose_from, noise, -jnp.inf), axis=1).astype(jnp.int32)
-    found = choose_from.any(axis=1)
+    template = jax.random.categorical(k_template, jnp.where(can_ask, log_weight, -jnp.inf), shape=(q,))
+    # A configuration, drawn as often as askable worlds have it; then a class it allows, uniformly; then a
+    # world of that configuration with that answer.
+    anchor = _uniform_choice(k_anchor, complete[template])
+    same = valid[template] & same_config[template, anchor]
+    target = _uniform_choice(k_class, allowed[template, anchor])
+    world = _uniform_choice(k_world, same & (classes[template] == target[:, None]))
     paraphrase = jnp.floor(jax.random.uniform(k_para, (q,)) * n_para[template]).astype(jnp.int32)
 
-    question_table, answer_table, unit_table = (jnp.asarray(x) for x in _text_tables(templates, tok))
+    question_table, answer_table, unit_table = (jnp.asarray(x) for x in _text_tables(spec, tok))
     value = values[template, world]
     klass = classes[template, world]
     is_number = jnp.asarray([t.kind == "number" for t in templates])[template]
     fixed = answer_table[template, jnp.clip(klass, 0, answer_table.shape[1] - 1)]
     numeric = jax.vmap(functools.partial(_number_answer, tok))(value, unit_table[template])
+    n_allowed = allowed[template, world].sum(axis=1)
     return {
         "question": question_table[template, paraphrase],
         "answer": jnp.where(is_number[:, None], numeric, fixed),
         "template": template.astype(jnp.int32),
         "paraphrase": paraphrase,
         "value": value,
-        "answer_class": jnp.where(is_number, 0, target),
+        "answer_class": jnp.where(is_number, 0, klass),
+        "chance": jnp.where(is_number, 0.0, 1.0 / jnp.maximum(n_allowed, 1)).astype(jnp.float32),
+        "left_out": (valid & ~complete).sum(axis=1)[template].astype(jnp.int32),
+        "configuration": config[world],
         "event_time": times[template, world],
-        "valid": found & askable[template],
+        "valid": can_ask[template],
         "world": world,
     }
 
@@ -348,11 +485,15 @@ def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple
     video = render_worlds(spec, measured, drawn, jitter)
     if per_world:
         video = video[world]
-    targets = frames.pos[:, spec.horizon_frames()]
+    horizons = spec.horizon_frames()
+    targets = frames.pos[:, horizons]
+    shadow_targets = measured.shadow_pos[world][:, horizons]
+    target_ok = measured.sound[world] & (jnp.linalg.norm(targets - shadow_targets, axis=-1).max(axis=(1, 2))
+                                         <= TARGET_STABLE)
     params = jax.tree.map(lambda x: x[world], measured.params)
     active, properties, gravity = jax.vmap(slot_properties)(jax.tree.map(lambda x: x[world], measured.world))
-    qa = QABatch(video=video, targets=targets, active=active, properties=properties, gravity=gravity,
-                 params=params, **picked)
+    qa = QABatch(video=video, targets=targets, target_ok=target_ok, active=active, properties=properties,
+                 gravity=gravity, params=params, **picked)
     return qa, measured
 
 
@@ -367,7 +508,8 @@ def qa_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer | None = No
 
 
 def readable(batch: QABatch, spec: BatchSpec, tok: tok_lib.Tokenizer | None = None) -> list[dict]:
-    """Host-side strings of a batch: question, answer, explanation, tolerance, family, task."""
+    """Host-side strings of a batch: prompt (context + question as written), the tokens' question and
+    answer, explanation, tolerance, family, task, chance."""
     tok = tok or default_tokenizer()
     templates = spec.templates()
     out = []
@@ -379,11 +521,13 @@ def readable(batch: QABatch, spec: BatchSpec, tok: tok_lib.Tokenizer | None = No
             "task": t.task,
             "template": t.name,
             "kind": t.kind,
+            "prompt": spec.prompt(t, int(batch.paraphrase[i])),
             "question": tok.decode(batch.question[i]),
             "answer": tok.decode(batch.answer[i]),
             "value": value,
             "explanation": t.explain(value, float(batch.event_time[i])),
             "tolerance": t.tolerance_text(),
+            "chance": float(batch.chance[i]),
             "valid": bool(batch.valid[i]),
         })
     return out

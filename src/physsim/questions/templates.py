@@ -3,7 +3,16 @@
 A template belongs to one scene family and one task type, reads one fact the
 family measures from its trajectories, and has several paraphrases. Answers
 are yes/no, a choice among fixed options (objects by colour and shape, or
-words such as "rolls"), or a number with a unit and a stated tolerance.
+words such as "it slides down"), or a number with a unit and a stated tolerance.
+
+Task types follow the label contract (../shared/DESIGN.md): `descriptive`
+questions are about what the frames shown depict (counts, sizes, which
+object moved), `property` about hidden properties revealed inside those
+frames, `causal` about why events in those frames happened, `state` about
+what happens after the last frame shown, `counterfactual` about a world
+changed by an intervention (simulated beside the factual one). Each template
+names the independent `route` by which `python -m physsim.audit` re-derives
+its answer.
 """
 
 from __future__ import annotations
@@ -13,14 +22,19 @@ import re
 
 import numpy as np
 
-TASKS = ("state", "property", "causal", "counterfactual")
+TASKS = ("descriptive", "state", "property", "causal", "counterfactual")
 TASK_TITLES = {
+    "descriptive": "description of what the video shows",
     "state": "physical state prediction",
     "property": "physical property inference",
     "causal": "causal reasoning",
     "counterfactual": "counterfactual reasoning",
 }
 KINDS = ("yesno", "choice", "number")
+# How the audit re-derives an answer without the pipeline's code or simulation:
+#   simulation: MuJoCo C in float64 over twice the rollout, read by the family's own numpy code;
+#   pixels: geometry of the rendered segmentation of the frames the model is shown.
+ROUTES = ("simulation", "pixels")
 YES_NO = ("no", "yes")  # class 0 = no, class 1 = yes
 
 
@@ -45,8 +59,14 @@ class Template:
     rel_tol: float = 0.0
     abs_tol: float = 0.0
     explanation: tuple[str, ...] = ()
+    route: str = "simulation"
+    # The answer is the visible configuration itself (e.g. how many balls there are): balanced over its
+    # answers alone, not within each configuration (within one there would be a single answer).
+    reads_configuration: bool = False
 
     def __post_init__(self):
+        if self.route not in ROUTES:
+            raise ValueError(f"template {self.name!r}: route {self.route!r} is not one of {ROUTES}")
         if self.task not in TASKS:
             raise ValueError(f"template {self.name!r}: task {self.task!r} is not one of {TASKS}")
         if self.kind not in KINDS:
@@ -69,8 +89,19 @@ class Template:
 
     @property
     def chance(self) -> float | None:
-        """Accuracy of guessing uniformly (None for numbers: no finite set to guess from)."""
+        """Accuracy of guessing uniformly among all options (None for numbers). Where the possible answers
+        depend on the visible configuration, a question's own chance is 1 / its possible answers
+        (`QABatch.chance`)."""
         return None if self.kind == "number" else 1.0 / self.n_classes
+
+    @property
+    def options_text(self) -> tuple[str, ...]:
+        """The answers a yes/no or choice question can have, as written."""
+        return YES_NO if self.kind == "yesno" else self.options
+
+    def tolerance(self, value: float) -> float:
+        """Half-width of the interval of right answers around `value` (numbers only)."""
+        return max(self.abs_tol, self.rel_tol * abs(value))
 
     def answer_text(self, value: float) -> str:
         if self.kind == "yesno":
@@ -93,6 +124,16 @@ class Template:
         text = self.explanation[0 if len(self.explanation) == 1 else int(round(value))]
         when = f"{format_number(time)} s" if np.isfinite(time) else "no time"
         return text.format(answer=self.answer_text(value), time=when)
+
+
+def context(frame_interval: float, last_frame: float, scale: float | None = None) -> str:
+    """What a viewer of the video needs beside the question: when the frames were taken (the first frame
+    is at 0 s, which is the origin of every time asked) and, where a distance is asked, a length to
+    measure it by (the floor's checker squares)."""
+    text = f"Frames are {format_number(frame_interval)} s apart, from 0.00 s to {format_number(last_frame)} s."
+    if scale is not None:
+        text += f" Floor squares are {format_number(scale)} m wide."
+    return text
 
 
 def format_number(value: float) -> str:

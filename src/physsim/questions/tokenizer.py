@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim.questions.templates import YES_NO, Template, words
+from physsim.questions.templates import YES_NO, Template, context, words
 
 PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, SEP)
@@ -83,10 +83,11 @@ class Tokenizer:
         return np.asarray(ids + [self.pad_id] * (length - len(ids)), np.int32)
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of token ids up to the first <eos>; <pad>, <bos> and <sep> are dropped."""
+        """Text of token ids up to the first <eos>; <pad>, <bos> and <sep> are dropped. An id beyond the
+        vocabulary (a model's output layer may be wider than it) reads as "<unk>", which no answer matches."""
         out: list[str] = []
         for i in np.asarray(ids).reshape(-1).tolist():
-            token = self.vocab[int(i)]
+            token = self.vocab[int(i)] if 0 <= int(i) < len(self.vocab) else "<unk>"
             if token == EOS:
                 break
             if token in SPECIALS:
@@ -112,7 +113,7 @@ class Tokenizer:
 
 def build(templates: Sequence[Template], extra_words: Iterable[str] = ()) -> Tokenizer:
     """The vocabulary covering `templates` (sorted, so the same templates give the same ids)."""
-    found: set[str] = set(YES_NO) | set(NUMBER_SYMBOLS)
+    found: set[str] = set(YES_NO) | set(NUMBER_SYMBOLS) | set(words(context(0.0, 0.0, 1.0)))
     for t in templates:
         for text in (*t.paraphrases, *t.options, t.unit, *t.explanation):
             found.update(words(re.sub(r"\{\w+\}", " ", text)))

@@ -8,10 +8,12 @@ mapping from one world's sampled parameters to `WorldParams`.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from physsim.questions.templates import Template
@@ -28,18 +30,26 @@ _REGISTRY: dict[str, type[Scenario]] = {}
 
 @struct.dataclass
 class Fact:
-    """One measured fact of one world: its value, whether it can be asked about, an event time."""
+    """One measured fact of one world: its value, whether it can be asked about, an event time.
+
+    `classes` marks the answers this world's visible configuration allows
+    (e.g. in a tower of three blocks only the green and the blue one can be
+    the lowest to fall); None allows every option. Questions are balanced
+    over these, and a question's chance is 1 / their number.
+    """
 
     value: jax.Array  # () float32: bool, option index or number
     valid: jax.Array  # () bool: the question is well posed for this world
     time: jax.Array  # () float32 s: the event behind it (for explanations); nan if none
+    classes: jax.Array | None = None  # (n_classes,) bool, or None: every class possible
 
 
-def fact(value, valid=True, time=jnp.nan) -> Fact:
+def fact(value, valid=True, time=jnp.nan, classes=None) -> Fact:
     return Fact(
         value=jnp.asarray(value, jnp.float32),
         valid=jnp.asarray(valid, bool),
         time=jnp.asarray(time, jnp.float32),
+        classes=None if classes is None else jnp.asarray(classes, bool),
     )
 
 
@@ -51,12 +61,52 @@ class Run:
     world: WorldParams
     frames: Frames  # the factual rollout
     twins: dict[str, Frames]  # the intervened rollouts, by intervention name
+    # Time of the last frame the model is shown (s): facts treat what happens after it as unseen.
     observe_seconds: float = struct.field(pytree_node=False, default=0.0)
+    frame_stride: int = struct.field(pytree_node=False, default=1)  # the video shows every k-th recorded frame
+    camera: Camera | None = struct.field(pytree_node=False, default=None)  # what the video is filmed with
+    camera_jitter: float = struct.field(pytree_node=False, default=0.0)  # m: its position may move this much
 
     @property
     def observed(self) -> jax.Array:
-        """(T,) bool: frames inside the observation window the model sees."""
+        """(T,) bool: recorded frames up to the last frame the model is shown."""
         return self.frames.time <= self.observe_seconds + 1e-6
+
+    @property
+    def shown(self) -> jax.Array:
+        """(T,) bool: the recorded frames that are the video's frames."""
+        index = jnp.arange(self.frames.time.shape[0])
+        return self.observed & (index % self.frame_stride == 0)
+
+    @property
+    def frame_interval(self) -> jax.Array:
+        """Seconds between two frames of the video."""
+        return (self.frames.time[1] - self.frames.time[0]) * self.frame_stride
+
+    @property
+    def end(self) -> jax.Array:
+        """Time of the last recorded frame (s): an event read "at" a time must come before it."""
+        return self.frames.time[-1]
+
+
+@dataclasses.dataclass
+class Record:
+    """What a family's independent derivation (`Scenario.derive`) reads for one world: NumPy, no batch axis.
+
+    `sim` and `twins` are MuJoCo C rollouts in float64 of the same world
+    (and its interventions), recorded at every physics step for twice the
+    pipeline's rollout; `seg` is the rendered segmentation of the frames the
+    model is shown (object slot i -> i), at the times `frame_times`.
+    """
+
+    params: dict[str, np.ndarray]
+    world: WorldParams
+    sim: Frames
+    twins: dict[str, Frames]
+    seconds: float  # the pipeline's rollout (s)
+    observe_seconds: float  # time of the last frame shown (s)
+    seg: np.ndarray  # (F, H, W) int32
+    frame_times: np.ndarray  # (F,) s
 
 
 class Scenario(abc.ABC):
@@ -93,6 +143,20 @@ class Scenario(abc.ABC):
     @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
         """Every fact its questions read, measured from one world's rollouts."""
+        return {}
+
+    @classmethod
+    def checks(cls, measured, layout: SceneLayout) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+        """Laws the family's facts must obey, each measured another way than the fact: (what is checked,
+        (B,) bool agreement, (B,) bool worlds it applies to, fraction required). `measured` is a batch
+        of `questions.pipeline.Measured` as NumPy arrays. Run by `python -m physsim.validate` and the tests."""
+        return []
+
+    @classmethod
+    def derive(cls, record: Record, layout: SceneLayout) -> dict[str, float]:
+        """Each template's answer for one world re-derived by its independent route (`Template.route`):
+        from the MuJoCo C record or from the segmentation of the frames shown, in NumPy code of its
+        own. NaN where that route cannot tell. Used by `python -m physsim.audit`."""
         return {}
 
     @classmethod
@@ -138,9 +202,14 @@ PALETTE = {
 
 FLOOR = StaticGeom("floor", "plane", (0.0, 0.0, 0.05), rgba=(0.8, 0.8, 0.8, 1.0))
 
-# Earth gravity in distribution; Moon-to-Mars gravity held out.
-GRAVITY = Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=((1.6, 3.7),),
-                valid=Interval(0.0, 30.0, lo_open=True))
+def gravity_param(ood: tuple[tuple[float, float], ...] = ((1.6, 3.7),)) -> Param:
+    """Earth gravity in distribution; held out: Moon-to-Mars gravity by default, or a family's own range (one
+    whose events must still happen inside its rollout under the held-out gravity)."""
+    return Param("gravity", "m/s^2", "magnitude of gravity", train=(9.81, 9.81), ood=ood,
+                 valid=Interval(0.0, 30.0, lo_open=True))
+
+
+GRAVITY = gravity_param()
 
 
 def mass_param(doc: str, per_object: bool = False) -> Param:

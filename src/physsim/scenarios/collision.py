@@ -3,22 +3,25 @@
 Slot 0 (red) starts on the left, slot 1 (blue) on the right; each rolls
 towards the other at its own speed, or away from it when the speed is
 negative (so "will they collide?" has both answers). Both start rolling
-without slipping, so nothing but rolling contact changes their motion
-before an impact.
+without slipping and nothing resists rolling, so before an impact they keep
+their velocities: two balls that are not closing in never meet, which is
+what a "no" to "will they collide?" means.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physsim.questions.templates import Template
-from physsim.scenarios import measure
+from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
     PALETTE,
     Fact,
+    Record,
     Run,
     Scenario,
     cube_sizes,
@@ -36,11 +39,13 @@ from physsim.sim.scene import ObjectSlot, SceneLayout
 
 PARAMS = (
     Param("speed", "m/s", "initial speed of each ball towards the other (negative: away from it)",
-          train=(-1.0, 2.5), ood=((3.0, 4.0),), valid=Interval(-10.0, 10.0), per_object=True),
+          train=(-1.0, 2.5), ood=((-1.6, -1.1), (2.6, 3.0)), valid=Interval(-10.0, 10.0), per_object=True),
+    # Held out: faster balls, approaching or receding (a fast pair meets inside the video, a fast one chasing a
+    # receding one after it; the gap stays in view, so it is not shifted).
     Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.4, 1.4),
-          ood=((1.6, 2.0),), valid=Interval(0.0, 5.0)),
+          valid=Interval(0.0, 5.0)),
     mass_param("mass of each ball", per_object=True),
-    Param("radius", "m", "radius of each ball", train=(0.07, 0.12), ood=((0.15, 0.2),),
+    Param("radius", "m", "radius of each ball", train=(0.07, 0.12), ood=((0.13, 0.16),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.2, 0.8), ood=((1.0, 1.5),), per_object=True),
     restitution_param("bounciness of each ball", (0.3, 0.9), per_object=True),
@@ -48,32 +53,41 @@ PARAMS = (
 )
 
 BALLS = ("the red ball", "the blue ball")
-AFTER = 0.2  # s after the impact at which "faster after" compares speeds
+AFTER = 0.05  # s after the balls first touch at which "just after the collision" reads speeds (contact over)
 HEAVIER = 4.0  # the counterfactual twin's red ball has this many times its mass
 MASS_RATIO = 1.5  # "heavier" is asked only when the masses differ at least this much
+IMPACT = 0.03  # s: an impact is over this long after the balls first touch (a contact lasts ~16 ms)
+REVEAL = 1.3  # "heavier" is asked only when, in the frames shown, the lighter ball's velocity changes
+#               at least this many times as much as the heavier one's (momentum: their ratio is the mass ratio)
+FASTER = 1.5  # "which is faster" in the video is asked when one ball covers this many times the other's distance
+VISIBLE = 0.08  # m: the faster ball covers at least this much (~2 pixels at 64x64) in the first two intervals
 
 QUESTIONS = (
     Template("will_collide", "state", "yesno", "will_collide", (
-        "Will the red ball and the blue ball collide?",
-        "Are the two balls going to hit each other?",
-        "Will the red ball hit the blue ball?",
+        "After the video ends, will the red ball and the blue ball collide?",
+        "Are the two balls going to hit each other after the last frame?",
+        "Will the red ball hit the blue ball after the video ends?",
     )),
     Template("collision_time", "state", "number", "collision_time", (
-        "When will the red ball and the blue ball collide?",
-        "At what time will the two balls hit each other?",
+        "At what time, in seconds from the first frame, will the red ball and the blue ball collide?",
+        "How many seconds after the first frame will the two balls hit each other?",
     ), unit="s", abs_tol=0.1),
-    Template("faster_after", "state", "choice", "faster_after", (
-        "Which ball will move faster after the collision?",
-        "After they collide, which ball is faster?",
-    ), options=BALLS),
+    Template("faster_after", "descriptive", "choice", "faster_after", (
+        "After the two balls collide in the video, which one moves faster?",
+        "Which ball is faster after the collision shown in the video?",
+    ), options=BALLS, route="pixels"),
     Template("if_red_heavier", "counterfactual", "choice", "if_red_heavier", (
-        "If the red ball were four times heavier, which ball would move faster after the collision?",
-        "Suppose the red ball had four times its mass: which ball would be faster after they collide?",
+        "If the red ball had been four times heavier, which ball would have moved faster just after the collision?",
+        "Suppose the red ball had four times its mass: which ball would be faster just after they collide?",
     ), options=BALLS),
     Template("heavier", "property", "choice", "heavier", (
         "Which ball is heavier?",
         "Which of the two balls has more mass?",
-    ), options=BALLS),
+    ), options=BALLS, route="pixels"),
+    Template("faster_start", "descriptive", "choice", "faster_start", (
+        "Which ball is moving faster at the start of the video?",
+        "In the first frames, which ball rolls faster?",
+    ), options=BALLS, route="pixels"),
 )
 
 
@@ -126,25 +140,137 @@ class Collision(Scenario):
 
     @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
+        """Predictions (will they collide, when) are about a collision after the last frame shown and read
+        only what the video shows (the balls' speeds and gap); what depends on the hidden masses and
+        restitutions (which is heavier, which is faster after the impact, and what a heavier red ball would
+        change) is asked only about a collision the video shows, with frames before and after it."""
         f = run.frames
-        t_obs, t_end = run.observe_seconds, f.time[-1]
+        t_obs = run.observe_seconds
+        radius = run.world.size[:2, 0]
         hit = measure.first_touch(f, measure.pair(layout, 0, 1))
         collides = jnp.isfinite(hit)
-        ahead = hit > t_obs  # not yet happened in the video the model sees
-        speeds = jnp.stack([measure.speed(f, 0), measure.speed(f, 1)], axis=-1)
-        after = measure.at_time(speeds, f.time, hit + AFTER)
-        distinct = jnp.abs(after[0] - after[1]) > 0.1 * jnp.max(after)
-        mass = run.world.mass
+        ahead = hit > t_obs  # after the last frame shown
+        # "No" means never: balls roll on without resistance, so two that have not met by the end of the
+        # rollout and are not closing in on each other never will.
+        never = ~collides & ~measure.may_meet(f, 0, 1, radius[0], radius[1])
+        seen, before, after = _impact_in_view(run, hit)
         twin = run.twins["heavy_red"]
         twin_hit = measure.first_touch(twin, measure.pair(layout, 0, 1))
-        twin_after = measure.at_time(jnp.stack([measure.speed(twin, 0), measure.speed(twin, 1)], axis=-1),
-                                     twin.time, twin_hit + AFTER)
-        twin_ok = (jnp.isfinite(twin_hit) & (twin_hit + AFTER <= t_end)
-                   & (jnp.abs(twin_after[0] - twin_after[1]) > 0.1 * jnp.max(twin_after)))
+        twin_after = _speeds_after(twin, twin_hit)
+        twin_ok = jnp.isfinite(twin_hit) & (twin_hit + AFTER <= run.end) & _distinct(twin_after, 0.1)
+        speed_after = jnp.abs(after)
         return {
-            "if_red_heavier": fact(jnp.argmax(twin_after), collides & ahead & twin_ok, twin_hit),
-            "will_collide": fact(collides, ahead, hit),
+            "will_collide": fact(collides, ahead & (collides | never), hit),
             "collision_time": fact(jnp.where(collides, hit, 0.0), collides & ahead, hit),
-            "faster_after": fact(jnp.argmax(after), collides & ahead & (hit + AFTER <= t_end) & distinct, hit),
-            "heavier": fact(jnp.argmax(mass), collides & ~ahead & (jnp.max(mass) >= MASS_RATIO * jnp.min(mass)), hit),
+            "faster_after": fact(jnp.argmax(speed_after), seen & _distinct(speed_after, 1 - 1 / FASTER)
+                                 & (jnp.max(speed_after) >= VISIBLE / (2 * run.frame_interval)), hit),
+            "if_red_heavier": fact(jnp.argmax(twin_after), seen & twin_ok, twin_hit),
+            "heavier": _heavier(run, hit, seen, before, after),
+            "faster_start": _faster_start(run, hit),
         }
+
+    @classmethod
+    def checks(cls, m, layout: SceneLayout):
+        f, facts = m.frames, m.facts
+        r = m.world.size[:, :2, 0]
+        rel = f.pos[:, :, 0] - f.pos[:, :, 1]
+        gap = np.linalg.norm(rel, axis=-1) - r.sum(-1)[:, None]  # (B, T)
+        # Frames are 40 ms apart and an impact lasts a few ms: between two frames the gap can close by at
+        # most the relative distance travelled in one frame.
+        per_frame = np.linalg.norm(np.diff(rel, axis=1), axis=-1).max(axis=1)
+        near = gap <= per_frame[:, None] + 2e-3
+        will = facts["will_collide"].value > 0.5
+        hit = facts["collision_time"]
+        first_near = f.time[np.arange(len(gap)), np.argmax(near, axis=1)]
+        timely = np.abs(first_near - hit.value) <= 1.0 / layout.fps + 5e-3
+        # The 4x heavier red ball keeps more of its velocity through the impact (momentum).
+        twin = m.twins["heavy_red"]
+        k = np.minimum(np.searchsorted(f.time[0], hit.value + 0.2), f.time.shape[1] - 1)
+        b = np.arange(len(k))
+        keeps = twin.linvel[b, k, 0, 0] >= f.linvel[b, k, 0, 0] - 1e-3
+        return [
+            ("twin 'heavy_red': the heavier red ball keeps more velocity through the impact (momentum)", keeps,
+             hit.valid, 0.95),
+            ("will_collide = the centres come within r1 + r2 in the rollout (geometry, not contact events)",
+             will == near.any(axis=1), facts["will_collide"].valid, 0.97),
+            ("collision_time = when the centres first come within touching range, to one frame", timely,
+             hit.valid, 0.97),
+        ]
+
+    @classmethod
+    def derive(cls, record: Record, layout: SceneLayout) -> dict[str, float]:
+        radius = np.asarray(record.world.size)[:2, 0]
+        out = {}
+        # MuJoCo C, twice the rollout: contacts from the balls' geometry.
+        hit = derive.touch_time(record.sim, 0, 1, *radius)
+        out["will_collide"] = float(np.isfinite(hit))
+        out["collision_time"] = hit if np.isfinite(hit) else np.nan
+        twin = record.twins["heavy_red"]
+        t = derive.touch_time(twin, 0, 1, *radius)
+        if np.isfinite(t) and t + AFTER <= twin.time[-1]:
+            out["if_red_heavier"] = float(np.argmax(derive.at(twin.time, np.linalg.norm(twin.linvel[:, :2], axis=-1),
+                                                              t + AFTER)))
+        else:
+            out["if_red_heavier"] = np.nan
+        # Pixels: the balls' mask centroids in the frames shown (both roll at the same depth).
+        col = np.stack([derive.centroids(record.seg, i)[0][:, 1] for i in (0, 1)], axis=-1)  # (F, 2)
+        v = np.diff(col, axis=0)  # (F-1, 2) pixels per frame interval
+        # The impact is in the interval whose neighbours' velocities differ most; compare the ones around it.
+        change = np.abs(v[2:] - v[:-2]).sum(axis=-1)  # NaN where a ball is out of view
+        if np.isfinite(change).any():
+            m = int(np.nanargmax(change)) + 1
+            out["heavier"] = float(np.argmin(np.abs(v[m + 1] - v[m - 1])))
+            out["faster_after"] = float(np.argmax(np.abs(v[m + 1])))
+        else:
+            out["heavier"] = out["faster_after"] = np.nan
+        out["faster_start"] = float(np.argmax(np.abs(col[2] - col[0]))) if len(col) > 2 else np.nan
+        return out
+
+
+def _impact_in_view(run: Run, hit):
+    """Whether the video shows the impact with two frames before and two after it, and each ball's velocity
+    along x (m/s) over the last interval shown before it and the first one after it."""
+    f, s = run.frames, run.frame_stride
+    last = measure.shown_index_before(f.time, run.shown, jnp.inf)
+    k_before = measure.shown_index_before(f.time, run.shown, hit)
+    k_after = measure.shown_index_after(f.time, run.shown, hit + IMPACT)
+    visible = measure.in_view(run.camera, run.camera_jitter, f.pos[:, :2], run.world.size[:2, 0])  # (T, 2)
+    seen = (jnp.isfinite(hit) & (k_before - s >= 0) & (k_after + s <= last)
+            & measure.seen_until(run.shown, visible, k_after + s))
+    x = f.pos[:, :2, 0]
+    take = lambda k: x[jnp.clip(k, 0, x.shape[0] - 1)]  # noqa: E731
+    dt = run.frame_interval
+    return seen, (take(k_before) - take(k_before - s)) / dt, (take(k_after + s) - take(k_after)) / dt
+
+
+def _speeds_after(f, hit):
+    """(2,) speeds of the two balls AFTER seconds after they first touch."""
+    speeds = jnp.stack([measure.speed(f, 0), measure.speed(f, 1)], axis=-1)
+    return measure.at_time(speeds, f.time, hit + AFTER)
+
+
+def _distinct(speeds, margin):
+    return jnp.abs(speeds[0] - speeds[1]) > margin * jnp.max(speeds)
+
+
+def _heavier(run: Run, hit, seen, before, after) -> Fact:
+    """Which ball is heavier: the sampled masses (the hidden property asked about), asked only where the
+    video shows the impact and, across it, the lighter ball's velocity visibly changes more than the
+    heavier one's."""
+    change = jnp.abs(after - before)  # (2,) m/s
+    mass = run.world.mass[:2]
+    heavy = jnp.argmax(mass)
+    revealed = change[1 - heavy] >= REVEAL * change[heavy]
+    return fact(heavy, seen & (jnp.max(mass) >= MASS_RATIO * jnp.min(mass)) & revealed, hit)
+
+
+def _faster_start(run: Run, hit) -> Fact:
+    """Which ball covers more ground between the first frame and the second shown after it (before any
+    impact), asked only when the difference is plain to see."""
+    f, s = run.frames, run.frame_stride
+    k = 2 * s
+    covered = jnp.abs(f.pos[k, :2, 0] - f.pos[0, :2, 0])
+    clear = (jnp.max(covered) >= VISIBLE) & (jnp.max(covered) >= FASTER * jnp.min(covered))
+    visible = measure.in_view(run.camera, run.camera_jitter, f.pos[:, :2], run.world.size[:2, 0])
+    clear &= measure.seen_until(run.shown, visible, k)
+    return fact(jnp.argmax(covered), clear & (hit > f.time[k]) & (f.time[k] <= run.observe_seconds + 1e-6))

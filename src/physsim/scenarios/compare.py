@@ -2,9 +2,10 @@
 
 `property` picks the experiment: 0 mass (two balls roll into each other at
 the same speed: the heavier keeps going), 1 restitution (two balls dropped
-side by side: the bouncier rises higher), 2 friction (two blocks pushed at
-the same speed: the more slippery slides farther), 3 size (two balls side by
-side). Everything else is the same for both objects. Slots: red ball, blue
+side by side: the bouncier rises higher), 2 friction (two blocks side by
+side pushed apart at the same speed: the more slippery slides farther), 3
+size (two balls side by side). Each pair stands at one depth, so neither
+hides the other. Everything else is the same for both objects. Slots: red ball, blue
 ball, red block, blue block; the pair not in use is parked.
 """
 
@@ -12,29 +13,31 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
-from physsim.scenarios import measure
+from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
-    GRAVITY,
     PALETTE,
     Fact,
+    Record,
     Run,
     Scenario,
     default_world,
     fact,
+    gravity_param,
     register,
 )
 from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
-from physsim.sim.contact import RESTITUTION_RANGE
+from physsim.sim.contact import CONTACT_SUBSTEPS, RESTITUTION_RANGE
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
 MASS, RESTITUTION, FRICTION_EXPERIMENT, SIZE = 0, 1, 2, 3
 DROP_HEIGHT = 0.6  # m, ball bottoms above the floor in the bounce experiment
-PUSH_SPEED = 1.5  # m/s of both blocks in the slide experiment
+PUSH_SPEED = 1.0  # m/s of both blocks in the slide experiment (pushed apart; they stay in view)
 ROLL_SPEED = 1.0  # m/s of both balls in the collision experiment
 
 PARAMS = (
@@ -46,29 +49,34 @@ PARAMS = (
           ood=((1.2, 1.4),), valid=Interval(1.0, 10.0, lo_open=True)),
     Param("mass", "kg", "mass of the lighter object", train=(0.3, 1.0), ood=((2.0, 4.0),), valid=POSITIVE,
           log=True),
-    Param("restitution", "", "restitution of the less bouncy ball", train=(0.25, 0.45),
+    Param("restitution", "", "restitution of the less bouncy ball", train=(0.3, 0.5),
           valid=Interval(RESTITUTION_RANGE[0], RESTITUTION_RANGE[1] / 1.5)),
     Param("friction", "", "friction of the more slippery object", train=(0.1, 0.3), ood=((0.04, 0.08),),
           valid=FRICTION),
     Param("size", "m", "radius or half-edge of the smaller object", train=(0.07, 0.1), valid=Interval(0.02, 0.1)),
-    GRAVITY,
+    # Held out: stronger gravity, so that bounces and slides still play out inside the window.
+    gravity_param(ood=((12.0, 16.0),)),
 )
 
 WHICH = ("the red one", "the blue one")
 QUESTIONS = (
     Template("heavier", "property", "choice", "heavier", (
         "Which ball is heavier?", "Which of the two balls has more mass?",
-    ), options=WHICH),
+    ), options=WHICH, route="pixels"),
     Template("bouncier", "property", "choice", "bouncier", (
         "Which ball is bouncier?", "Which ball bounces better?",
-    ), options=WHICH),
+    ), options=WHICH, route="pixels"),
     Template("slippery", "property", "choice", "slippery", (
         "Which block is more slippery?", "Which block has less friction with the floor?",
-    ), options=WHICH),
-    Template("larger", "property", "choice", "larger", (
+    ), options=WHICH, route="pixels"),
+    Template("larger", "descriptive", "choice", "larger", (
         "Which ball is larger?", "Which of the two balls is bigger?",
-    ), options=WHICH),
+    ), options=WHICH, route="pixels"),
 )
+AFTER_IMPACT = 0.2  # s: how long after the balls meet "which keeps going" is read
+REBOUND_MARGIN = 0.06  # m: the bouncier ball rises at least this much (~2 pixels) higher after its first bounce
+SLIDE_MARGIN = 0.05  # m: the more slippery block slides at least this much farther inside the window
+HEADING_MARGIN = 0.1  # m/s: the heavier ball keeps at least this much more speed in its own direction
 
 
 @register
@@ -97,7 +105,7 @@ class Compare(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.3, -1.9, 0.8), target=(0.3, 0.0, 0.25), fovy=55.0, width=width, height=height)
+        return Camera(position=(0.35, -2.3, 0.9), target=(0.35, 0.0, 0.2), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -110,7 +118,7 @@ class Compare(Scenario):
             return base * jnp.where(kind == k, factor, 1.0)
 
         mass = varied(p["mass"], MASS)
-        restitution = varied(p["restitution"], RESTITUTION)
+        restitution = jnp.minimum(varied(p["restitution"], RESTITUTION), RESTITUTION_RANGE[1])
         friction = varied(p["friction"], FRICTION_EXPERIMENT)  # the other block is the more slippery one
         size = varied(p["size"], SIZE)
         both = lambda x: jnp.concatenate([x, x])  # noqa: E731 (balls then blocks)
@@ -125,11 +133,12 @@ class Compare(Scenario):
         rest = jnp.stack([jnp.array([0.1, 0.7]), zero, r], axis=-1)
         ball_pos = jnp.where(kind == MASS, roll, jnp.where(kind == RESTITUTION, drop, rest))
         ball_vx = jnp.where(kind == MASS, jnp.array([ROLL_SPEED, -ROLL_SPEED]), zero)
-        # Blocks: two lanes, pushed along +x.
-        block_pos = jnp.stack([jnp.array([-0.6, -0.6]), jnp.array([-0.25, 0.25]), r], axis=-1)
+        # Blocks: side by side at the same depth (neither hides the other), pushed apart along x.
+        block_pos = jnp.stack([jnp.array([0.1, 0.6]), jnp.zeros(2), r], axis=-1)
         uses_blocks = kind == FRICTION_EXPERIMENT
         pos = jnp.where(uses_blocks, jnp.concatenate([w.pos[:2], block_pos]), jnp.concatenate([ball_pos, w.pos[2:]]))
-        vx = jnp.where(uses_blocks, jnp.concatenate([zero, jnp.full(2, PUSH_SPEED)]), jnp.concatenate([ball_vx, zero]))
+        vx = jnp.where(uses_blocks, jnp.concatenate([zero, jnp.array([-PUSH_SPEED, PUSH_SPEED])]),
+                       jnp.concatenate([ball_vx, zero]))
         linvel = jnp.stack([vx, jnp.zeros(4), jnp.zeros(4)], axis=-1)
         spin = jnp.where(uses_blocks, 0.0, vx / jnp.concatenate([r, r]))
         angvel = jnp.stack([jnp.zeros(4), spin, jnp.zeros(4)], axis=-1)
@@ -137,26 +146,134 @@ class Compare(Scenario):
 
     @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
+        """Each property question's answer is the sampled property (what it asks); it is asked only where
+        the frames shown reveal it with a margin: the heavier ball keeps more of its speed through the
+        impact, the bouncier one rises higher after its first bounce, the more slippery block slides
+        farther."""
         f, t_obs = run.frames, run.observe_seconds
         kind = run.params["property"].astype(jnp.int32)
-        seen = run.observed
-        # Mass: the heavier ball ends the window still moving its own way (momentum wins).
+        truth = run.params["larger"].astype(jnp.int32)  # the object with the larger value of the property
+        shown = run.shown
+        # Mass: after the head-on impact, each ball's velocity in its own starting direction.
         hit = measure.first_touch(f, measure.pair(layout, 0, 1))
-        heading = jnp.stack([f.linvel[:, 0, 0], -f.linvel[:, 1, 0]], axis=-1)  # (T, 2), + = own direction
-        after = measure.at_time(heading, f.time, jnp.minimum(hit + 0.2, t_obs))
-        heavier = jnp.argmax(after)
-        # Restitution: highest rise after the first landing, inside the window.
+        heading = jnp.stack([f.linvel[:, 0, 0], -f.linvel[:, 1, 0]], axis=-1)  # (T, 2)
+        after = measure.at_time(heading, f.time, hit + AFTER_IMPACT)
+        mass_seen = (hit + AFTER_IMPACT <= t_obs) & (after[truth] >= after[1 - truth] + HEADING_MARGIN)
+
+        # Restitution: highest point in the frames shown after the first landing.
         def rebound(i):
             landed = measure.first_touch(f, measure.pair(layout, None, i))
             z = f.pos[:, i, 2]
-            return jnp.max(jnp.where(seen & (f.time > landed + 0.02), z, -jnp.inf)) - run.world.size[i, 2]
+            return jnp.max(jnp.where(shown & (f.time > landed + 0.02), z, -jnp.inf)) - run.world.size[i, 2]
+
         rise = jnp.stack([rebound(0), rebound(1)])
-        # Friction: how far each block slid inside the window.
-        slid = jnp.stack([jnp.max(jnp.where(seen, measure.displacement(f, i), 0.0)) for i in (2, 3)])
-        radius = run.world.size[:2, 0]
+        bounce_seen = jnp.all(jnp.isfinite(rise)) & (rise[truth] >= rise[1 - truth] + REBOUND_MARGIN)
+        # Friction: distance slid by the last frame shown (`larger` has the larger friction: the other one
+        # is the more slippery).
+        slid = jnp.stack([jnp.max(jnp.where(shown, measure.displacement(f, i), 0.0)) for i in (2, 3)])
+        slippery = 1 - truth
+        slide_seen = slid[slippery] >= slid[truth] + SLIDE_MARGIN
+        # Every object of the experiment stays in view in every frame shown (each pair shares a depth, so
+        # neither hides the other).
+        blocks = kind == FRICTION_EXPERIMENT
+        pair = jnp.where(blocks, 2, 0)
+        pos = jnp.stack([f.pos[:, pair], f.pos[:, pair + 1]], axis=1)  # (T, 2, 3)
+        size = jnp.stack([run.world.size[pair, 0], run.world.size[pair + 1, 0]])
+        reach = size * jnp.where(blocks, jnp.sqrt(3.0), 1.0)  # a block's corners reach this far from its centre
+        visible = measure.in_view(run.camera, run.camera_jitter, pos, reach).all(axis=1)
+        in_view = measure.seen_until(run.shown, visible[:, None], f.time.shape[0])
         return {
-            "heavier": fact(heavier, (kind == MASS) & (hit + 0.2 <= t_obs), hit),
-            "bouncier": fact(jnp.argmax(rise), (kind == RESTITUTION) & jnp.all(jnp.isfinite(rise))),
-            "slippery": fact(jnp.argmax(slid), kind == FRICTION_EXPERIMENT),
-            "larger": fact(jnp.argmax(radius), kind == SIZE),
+            "heavier": fact(truth, (kind == MASS) & mass_seen & in_view, hit),
+            "bouncier": fact(truth, (kind == RESTITUTION) & bounce_seen & in_view),
+            "slippery": fact(slippery, (kind == FRICTION_EXPERIMENT) & slide_seen & in_view),
+            # What is drawn: the radius is visible from the first frame, hence a descriptive question.
+            "larger": fact(truth, (kind == SIZE) & in_view),
         }
+
+    @classmethod
+    def checks(cls, m, layout: SceneLayout):
+        """Each experiment against its law, measured on the trajectory: momentum across the impact, the
+        rebound height of a bounce, Coulomb's deceleration of a slide, the resting height of a ball."""
+        p, f, facts = m.params, m.frames, m.facts
+        b = np.arange(f.time.shape[0])
+        g = -m.world.gravity[:, 2]
+        kind = p["property"].astype(int)
+        # Momentum: velocity changes across the impact are in the inverse ratio of the masses.
+        hit = facts["heavier"].time
+        before = np.clip(np.searchsorted(f.time[0], hit) - 1, 0, None)
+        after = np.minimum(np.searchsorted(f.time[0], hit + 0.05), f.time.shape[1] - 1)
+        dv = np.abs(f.linvel[b, after, :2, 0] - f.linvel[b, before, :2, 0])  # (B, 2)
+        ratio = np.maximum(dv[:, 0], 1e-6) / np.maximum(dv[:, 1], 1e-6)  # = m_blue / m_red
+        mass_ratio = m.world.mass[:, 1] / m.world.mass[:, 0]
+        # Restitution: a ball dropped from rest hits the floor at sqrt(2 g h) and leaves it at e times that, less
+        # what gravity takes during the ~16 ms contact (CONTACT_SUBSTEPS physics steps); its rebound's apex
+        # gives the speed it left with.
+        rises = []
+        for i in (0, 1):
+            z = f.pos[:, :, i, 2] - m.world.size[:, i, 2][:, None]
+            landed = np.argmax(f.linvel[:, :, i, 2] > 0, axis=1)  # first frame going up again
+            later = np.arange(f.time.shape[1])[None] >= landed[:, None]
+            rises.append(np.max(np.where(later, z, -np.inf), axis=1))
+        rises = np.stack(rises, -1)
+        drop = np.maximum(f.pos[:, 0, :2, 2] - m.world.size[:, :2, 2], 1e-6)
+        contact = CONTACT_SUBSTEPS * layout.timestep
+        measured = (np.sqrt(2 * g[:, None] * np.maximum(rises, 0.0)) + g[:, None] * contact) / np.sqrt(
+            2 * g[:, None] * drop)
+        e = m.world.restitution[:, :2]
+        bounce = np.all(np.abs(measured - e) <= 0.06, axis=-1)
+        earth = np.abs(g - 9.81) < 0.01  # the contact's restitution is calibrated under Earth gravity
+        order = (rises[:, 1] > rises[:, 0]) == (e[:, 1] > e[:, 0])
+        # Coulomb: each pushed block decelerates at mu g while it slides.
+        k = np.searchsorted(f.time[0], 0.2)
+        speed = np.abs(f.linvel[:, :, 2:, 0])  # (B, T, 2): the blocks slide apart, along -x and +x
+        decel = (speed[:, 0] - speed[:, k]) / f.time[0, k]
+        coulomb = np.all(np.abs(decel - m.world.friction[:, 2:] * g[:, None])
+                         <= 0.1 * m.world.friction[:, 2:] * g[:, None] + 0.05, axis=-1)
+        still_sliding = np.all(speed[:, k] > 0.05, axis=-1)
+        # Size: a ball at rest sits its radius above the floor.
+        higher = f.pos[:, 0, 1, 2] > f.pos[:, 0, 0, 2]
+        return [
+            ("heavier: velocity changes across the impact are in the inverse ratio of the masses (momentum)",
+             np.abs(np.log(ratio / mass_ratio)) <= np.log(1.3), facts["heavier"].valid, 0.9),
+            ("bouncier: the ball of higher restitution rebounds higher, in every drop", order, kind == RESTITUTION,
+             0.97),
+            ("bouncier, Earth gravity: rebound speed / impact speed is the restitution, within 0.06", bounce,
+             (kind == RESTITUTION) & earth, 0.9),
+            ("slippery: each block decelerates at mu g while it slides (Coulomb)", coulomb,
+             (kind == FRICTION_EXPERIMENT) & still_sliding, 0.95),
+            ("larger: the larger ball's centre rests higher (its radius)", higher == (facts["larger"].value > 0.5),
+             facts["larger"].valid, 1.0),
+        ]
+
+    @classmethod
+    def derive(cls, record: Record, layout: SceneLayout) -> dict[str, float]:
+        """Everything from the segmentation of the frames shown; the objects of each experiment stand at the
+        same depth; lengths are taken in the objects' own apparent widths."""
+        seg = record.seg
+        out = {}
+        # Mass: pixel displacement over the last interval shown, in each ball's own starting direction.
+        cols = [derive.centroids(seg, i)[0][:, 1] for i in (0, 1)]
+        last = [c[-1] - c[-2] for c in cols]
+        out["heavier"] = float(np.argmax([last[0], -last[1]])) if np.isfinite(last).all() else np.nan
+        # Restitution: the highest top edge after the lowest point (the first bounce), in pixels.
+        rises = []
+        for i in (0, 1):
+            top = derive.top_row(seg, i)
+            if not np.isfinite(top).all():
+                rises.append(np.nan)
+                continue
+            # How far its top edge ever comes back up above the lowest point reached before (rows grow
+            # downwards): the first rebound's height, the highest of them.
+            rises.append(float(np.max(np.maximum.accumulate(top) - top)))
+        out["bouncier"] = float(np.argmax(rises)) if np.isfinite(rises).all() else np.nan
+        # Friction: distance slid from the first to the last frame shown, in block widths.
+        slid = []
+        for i in (2, 3):
+            c, _ = derive.centroids(seg, i)
+            w = derive.width(seg, i)[0]
+            slid.append(np.linalg.norm(c[-1] - c[0]) / w if w > 0 else np.nan)
+        out["slippery"] = float(np.argmax(slid)) if np.isfinite(slid).all() else np.nan
+        # Size: the balls' areas in the first frame.
+        areas = [derive.centroids(seg, i)[1][0] for i in (0, 1)]
+        out["larger"] = float(np.argmax(areas)) if min(areas) > 0 else np.nan
+        return out

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
-from physsim.scenarios import measure
+from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
-    GRAVITY,
     PALETTE,
     Fact,
+    Record,
     Run,
     Scenario,
     cube_sizes,
     default_world,
     fact,
     friction_param,
+    gravity_param,
     mass_param,
     register,
     restitution_param,
@@ -34,63 +36,81 @@ from physsim.sim.scene import ObjectSlot, SceneLayout
 LANE = 0.25  # m either side of y = 0
 
 PARAMS = (
-    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 3.5), ood=((4.0, 5.0),),
+    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 3.5), ood=((3.8, 4.5),),
           valid=Interval(0.0, 20.0), per_object=True),
     Param("elevation", "deg", "launch angle above horizontal of each ball", train=(20.0, 70.0),
-          ood=((75.0, 85.0),), valid=Interval(0.0, 90.0), per_object=True),
+          ood=((10.0, 18.0), (72.0, 82.0)), valid=Interval(0.0, 90.0), per_object=True),
     mass_param("mass of each ball", per_object=True),
     Param("radius", "m", "radius of each ball", train=(0.08, 0.12), ood=((0.13, 0.16),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.3, 0.8), per_object=True),
     restitution_param("bounciness on landing", (0.2, 0.7), per_object=True),
-    GRAVITY,
+    # Held out: stronger gravity, so that flights (and the half-gravity twin's) land inside the 2 s rollout.
+    gravity_param(ood=((12.0, 16.0),)),
 )
 
 BALLS = ("the red ball", "the blue ball")
 DISTINCT = 0.1  # "farther" / "higher" are asked only when the two differ by at least 10%
+STEEPER = 10.0  # deg: "steeper" is asked only when the launch angles, and the directions seen, differ this much
 
 QUESTIONS = (
     Template("landing_point", "state", "number", "landing_point", (
-        "How far from its launch point will the red ball land?",
-        "At what distance will the red ball first hit the floor?",
+        "How far from its launch point will the red ball first touch the floor?",
+        "At what distance from where it was launched will the red ball land?",
     ), unit="m", rel_tol=0.1, abs_tol=0.05),
     Template("apex_height", "state", "number", "apex_height", (
-        "How high will the red ball rise?",
-        "What is the greatest height the red ball will reach above its start?",
+        "How high above its launch point will the red ball rise?",
+        "What is the greatest height above its start that the red ball will reach?",
     ), unit="m", rel_tol=0.1, abs_tol=0.03),
     Template("flight_time", "state", "number", "flight_time", (
-        "How long will the red ball fly before it lands?",
-        "When will the red ball hit the floor?",
+        "How many seconds after its launch in the first frame will the red ball first touch the floor?",
+        "The red ball is launched at the first frame: after how many seconds will it land?",
     ), unit="s", abs_tol=0.1),
     Template("landing_if_low_gravity", "counterfactual", "number", "landing_if_low_gravity", (
-        "If gravity were half as strong, how far from its launch point would the red ball land?",
-        "With half the gravity, at what distance would the red ball first hit the floor?",
+        "If gravity were half as strong, how far from its launch point would the red ball first touch the floor?",
+        "With half the gravity, at what distance from where it was launched would the red ball land?",
     ), unit="m", rel_tol=0.1, abs_tol=0.05),
     Template("farther", "state", "choice", "farther", (
-        "Which ball will land farther away?",
-        "Which launch goes farther?",
+        "Which ball will first touch the floor farther from its launch point?",
+        "Which ball will land farther away from where it was launched?",
     ), options=BALLS),
     Template("higher", "state", "choice", "higher", (
-        "Which ball will fly higher?",
-        "Which launch reaches the greater height?",
+        "Which ball will rise higher?",
+        "Which ball will reach the greater height?",
     ), options=BALLS),
+    Template("steeper", "descriptive", "choice", "steeper", (
+        "Which ball is launched at the steeper angle?",
+        "Which ball leaves the floor more steeply?",
+    ), options=BALLS, route="pixels"),
 )
 
 
 def _flight(f, layout: SceneLayout, i: int):
-    """Landing time, landing distance, apex rise and apex time of ball i, from its trajectory."""
+    """Landing time (first floor contact, inf if none), landing distance, apex rise and apex time of ball i,
+    from its trajectory; the apex from the parabola through the highest recorded frame and its neighbours,
+    and `apex_inside`: a recorded frame after the apex is still in flight (the apex happened in the
+    rollout, it is not merely the last height recorded)."""
     landing = measure.first_touch(f, measure.pair(layout, None, i))
     lands = jnp.isfinite(landing)
     where = measure.at_time(f.pos[:, i], f.time, landing)
     distance = jnp.linalg.norm((where - f.pos[0, i])[:2])
     z = f.pos[:, i, 2]
-    in_flight = f.time <= jnp.where(lands, landing, f.time[-1])
+    in_flight = f.time < jnp.where(lands, landing, jnp.inf)
     k = jnp.argmax(jnp.where(in_flight, z, -jnp.inf))
-    return landing, lands, distance, z[k] - z[0], f.time[k]
+    after = jnp.minimum(k + 1, z.shape[0] - 1)
+    apex_inside = (k >= 1) & (k + 1 < z.shape[0]) & in_flight[after]
+    apex_time, apex = measure.peak(f.time, z, k)
+    return landing, lands, distance, apex - z[0], apex_time, apex_inside
 
 
 def _differ(a, b):
     return jnp.abs(a - b) >= DISTINCT * jnp.maximum(a, b)
+
+
+def _direction(f, i, k):
+    """Angle (deg) above horizontal of ball i's path from the first frame to frame k."""
+    d = f.pos[k, i] - f.pos[0, i]
+    return jnp.rad2deg(jnp.arctan2(d[2], jnp.linalg.norm(d[:2])))
 
 
 @register
@@ -117,7 +137,9 @@ class Projectile(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.7, -2.1, 0.5), target=(0.7, 0.0, 0.35), fovy=50.0, width=width, height=height)
+        # From above the lanes, so that the far ball is not hidden behind the near one (from 0.5 m up, their
+        # images overlapped at launch in every world; from here they are apart in 97% of the second frames).
+        return Camera(position=(0.7, -1.9, 1.8), target=(0.7, 0.0, 0.2), fovy=55.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -139,17 +161,90 @@ class Projectile(Scenario):
 
     @classmethod
     def facts(cls, run: Run, layout: SceneLayout) -> dict[str, Fact]:
-        t_obs = run.observe_seconds
-        red_land, red_lands, red_dist, red_apex, red_apex_t = _flight(run.frames, layout, 0)
-        blue_land, blue_lands, blue_dist, blue_apex, _ = _flight(run.frames, layout, 1)
-        _, low_lands, low_dist, _, _ = _flight(run.twins["half_gravity"], layout, 0)
+        t_obs, f = run.observe_seconds, run.frames
+        red_land, red_lands, red_dist, red_apex, red_apex_t, red_apex_in = _flight(f, layout, 0)
+        blue_land, blue_lands, blue_dist, blue_apex, blue_apex_t, blue_apex_in = _flight(f, layout, 1)
+        _, low_lands, low_dist, *_ = _flight(run.twins["half_gravity"], layout, 0)
         both = red_lands & blue_lands
+        red_apex_ok = red_apex_in & (red_apex_t > t_obs)
+        blue_apex_ok = blue_apex_in & (blue_apex_t > t_obs)
+        # Steeper: the launch elevations (what the question asks), where the paths seen over the first shown
+        # interval point the same way by as much (gravity bends a slow ball's path within it).
+        k = run.frame_stride
+        launch = jnp.stack([_launch_angle(f, 0), _launch_angle(f, 1)])
+        seen = jnp.stack([_direction(f, 0, k), _direction(f, 1, k)])
+        steeper = jnp.argmax(launch)
+        radius = run.world.size[:2, 0]
+        visible = (measure.in_view(run.camera, run.camera_jitter, f.pos[:, :2], radius).all(axis=1)
+                   & measure.apart_in_image(run.camera, run.camera_jitter, f.pos[:, 0], f.pos[:, 1], *radius))
+        clear = ((jnp.abs(launch[0] - launch[1]) >= STEEPER) & (jnp.argmax(seen) == steeper)
+                 & (jnp.abs(seen[0] - seen[1]) >= STEEPER) & (jnp.minimum(red_land, blue_land) > f.time[k])
+                 & visible[0] & visible[k])
         return {
             "landing_point": fact(red_dist, red_lands & (red_land > t_obs), red_land),
-            "apex_height": fact(red_apex, red_apex_t > t_obs, red_apex_t),
+            "apex_height": fact(red_apex, red_apex_ok, red_apex_t),
             "flight_time": fact(jnp.where(red_lands, red_land, 0.0), red_lands & (red_land > t_obs), red_land),
             "landing_if_low_gravity": fact(low_dist, low_lands & red_lands & (red_land > t_obs), red_land),
             "farther": fact(jnp.where(blue_dist > red_dist, 1, 0),
                             both & (jnp.minimum(red_land, blue_land) > t_obs) & _differ(red_dist, blue_dist)),
-            "higher": fact(jnp.where(blue_apex > red_apex, 1, 0), _differ(red_apex, blue_apex)),
+            "higher": fact(jnp.where(blue_apex > red_apex, 1, 0), red_apex_ok & blue_apex_ok & _differ(red_apex, blue_apex)),
+            "steeper": fact(steeper, clear),
         }
+
+    @classmethod
+    def checks(cls, m, layout: SceneLayout):
+        f, facts = m.frames, m.facts
+        g = -m.world.gravity[:, 2]
+        v = f.linvel[:, 0, 0]  # (B, 3) the red ball's launch velocity
+        # Closed form, no drag: the ball starts 1 mm above touching the floor (z = r + 1e-3).
+        t_land = (v[:, 2] + np.sqrt(v[:, 2] ** 2 + 2 * g * 1e-3)) / g
+        distance = np.linalg.norm(v[:, :2], axis=-1) * t_land
+        landing = facts["landing_point"]
+        apex = facts["apex_height"]
+        low = facts["landing_if_low_gravity"]
+        return [
+            ("twin 'half_gravity': the landing distance doubles (same launch, half g, no drag)",
+             np.abs(low.value / np.maximum(landing.value, 1e-6) - 2.0) <= 0.1, low.valid, 0.95),
+            ("landing point = |v_h| (v_z + sqrt(v_z^2 + 2 g dz)) / g of the launch (no drag)",
+             np.abs(landing.value - distance) <= 0.02 * distance + 0.01, landing.valid, 0.97),
+            ("flight time = (v_z + sqrt(v_z^2 + 2 g dz)) / g", np.abs(facts["flight_time"].value - t_land) <= 0.01,
+             facts["flight_time"].valid, 0.97),
+            ("apex height = v_z^2 / 2g of the launch (no drag)", np.abs(apex.value - v[:, 2] ** 2 / (2 * g))
+             <= 0.02 * v[:, 2] ** 2 / (2 * g) + 0.005, apex.valid, 0.97),
+        ]
+
+    @classmethod
+    def derive(cls, record: Record, layout: SceneLayout) -> dict[str, float]:
+        radius = np.asarray(record.world.size)[:2, 0]
+
+        def flight(sim, i):
+            """Landing distance and time (floor contact from geometry) and highest rise, at every physics step."""
+            t = derive.floor_time(sim, i, radius[i])
+            if not np.isfinite(t):
+                return np.nan, np.nan, np.nan
+            where = derive.at(sim.time, sim.pos[:, i], t)
+            rise = np.max(sim.pos[sim.time <= t, i, 2]) - sim.pos[0, i, 2]
+            return float(np.linalg.norm(where[:2] - sim.pos[0, i, :2])), t, float(rise)
+
+        red_dist, red_t, red_rise = flight(record.sim, 0)
+        blue_dist, _, blue_rise = flight(record.sim, 1)
+        low_dist, _, _ = flight(record.twins["half_gravity"], 0)
+        # Pixels: direction of each ball's path between the first two frames shown.
+        angles = []
+        for i in (0, 1):
+            c = derive.centroids(record.seg, i)[0]
+            d_row, d_col = c[1] - c[0]
+            angles.append(np.degrees(np.arctan2(-d_row, abs(d_col))))
+        return {
+            "landing_point": red_dist, "flight_time": red_t, "apex_height": red_rise,
+            "landing_if_low_gravity": low_dist,
+            "farther": float(blue_dist > red_dist) if np.isfinite(red_dist + blue_dist) else np.nan,
+            "higher": float(blue_rise > red_rise) if np.isfinite(red_rise + blue_rise) else np.nan,
+            "steeper": float(np.argmax(angles)) if np.isfinite(angles).all() else np.nan,
+        }
+
+
+def _launch_angle(f, i):
+    """Elevation (deg) of ball i's velocity in the first frame."""
+    v = f.linvel[0, i]
+    return jnp.rad2deg(jnp.arctan2(v[2], jnp.linalg.norm(v[:2])))

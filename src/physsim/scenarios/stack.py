@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
+from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
-    GRAVITY,
     PALETTE,
     Fact,
+    Record,
     Run,
     Scenario,
     cube_sizes,
     default_world,
     fact,
     friction_param,
+    gravity_param,
     mass_param,
     register,
     restitution_param,
@@ -32,19 +35,26 @@ from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
 COLOURS = tuple(PALETTE)  # red, green, blue, yellow, purple
-FALLEN = 0.5  # a block has fallen once it dropped by this many half-sizes
+FALLEN = 1.5  # half-sizes: a block that ends this far below its start has fallen (off a tower it drops >= 2)
+LEANS = 0.5  # half-sizes: one that ends between this and FALLEN below its start leans; none asked about
 
 PARAMS = (
     Param("count", "", "number of blocks in the tower", train=(2.0, 5.0), valid=Interval(2.0, 5.0),
           choices=(2, 3, 4, 5)),
     Param("shift", "", "sideways shift of each block on the one below, in block widths", train=(-0.6, 0.6),
-          ood=((-0.75, -0.65), (0.65, 0.75)), valid=Interval(-1.0, 1.0), per_object=True),
-    Param("size", "m", "half-edge of the blocks", train=(0.05, 0.08), valid=Interval(0.02, 0.2)),
+          valid=Interval(-1.0, 1.0), per_object=True),
+    # Held out: larger blocks (shifts stay in range: larger shifts topple every tower), rougher, heavier blocks
+    # and stronger gravity.
+    Param("size", "m", "half-edge of the blocks", train=(0.05, 0.08), ood=((0.082, 0.09),), valid=Interval(0.02, 0.2)),
     mass_param("mass of each block", per_object=True),
-    friction_param("sliding friction of each block", (0.4, 0.9), ood=((0.1, 0.2),), per_object=True),
+    friction_param("sliding friction of each block", (0.4, 0.9), ood=((1.0, 1.3),), per_object=True),
     restitution_param("bounciness of each block", (0.2, 0.4), per_object=True),
-    GRAVITY,
+    # Held out: stronger gravity (under weak gravity a falling tower has not come to rest in the rollout).
+    gravity_param(ood=((12.0, 16.0),)),
 )
+
+COUNTS = ("two", "three", "four", "five")
+SIDES = ("to the left", "to the right")  # as the camera sees it: -x and +x
 
 QUESTIONS = (
     Template("falls", "state", "yesno", "falls", (
@@ -52,14 +62,18 @@ QUESTIONS = (
         "Is this stack of blocks going to topple?",
         "Will any block fall off the tower?",
     )),
-    Template("first_to_fall", "state", "choice", "first_to_fall", (
-        "Which block will fall first?",
-        "Which block is the first to drop?",
+    Template("lowest_to_fall", "state", "choice", "lowest_to_fall", (
+        "Which is the lowest block that will fall?",
+        "Counting from the floor, which block is the first one that will fall?",
     ), options=tuple(f"the {c} block" for c in COLOURS[1:])),
-    Template("top_lands", "state", "number", "top_lands", (
-        "How far from where it starts will the top block end up?",
-        "How far will the top block move sideways before it comes to rest?",
-    ), unit="m", rel_tol=0.2, abs_tol=0.05),
+    Template("top_side", "state", "choice", "top_side", (
+        "Will the top block come to rest to the left or to the right of where it started?",
+        "When everything has stopped moving, on which side of its starting point will the top block be?",
+    ), options=SIDES),
+    Template("count", "descriptive", "choice", "count", (
+        "How many blocks are in the tower?",
+        "How many blocks does the stack have?",
+    ), options=COUNTS, route="pixels", reads_configuration=True),
 )
 
 
@@ -84,7 +98,8 @@ class Stack(Scenario):
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
-        return Camera(position=(0.0, -1.3, 0.55), target=(0.0, 0.0, 0.3), fovy=50.0, width=width, height=height)
+        # Far enough back to hold a five-block tower of the held-out (larger) blocks.
+        return Camera(position=(0.0, -1.6, 0.6), target=(0.0, 0.0, 0.35), fovy=50.0, width=width, height=height)
 
     @classmethod
     def world(cls, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
@@ -105,19 +120,79 @@ class Stack(Scenario):
         f, t_obs = run.frames, run.observe_seconds
         n = layout.n_objects
         h = run.world.size[:, 2]
-        in_play = jnp.arange(n) < run.params["count"]
+        count = run.params["count"].astype(jnp.int32)
+        in_play = jnp.arange(n) < count
         drop = f.pos[0, :, 2] - f.pos[:, :, 2]  # (T, N)
-        fallen = (drop > FALLEN * h) & in_play  # (T, N)
-        falls = fallen[-1].any() | fallen.any()
-        fall_time = jnp.min(jnp.where(fallen, f.time[:, None], jnp.inf), axis=0)  # (N,)
-        t_first = jnp.min(fall_time)
-        # The lowest of the blocks that go first (blocks above a failing level go with it).
-        first = jnp.argmax(fall_time <= t_first + 1e-6)
-        top = (run.params["count"] - 1).astype(jnp.int32)
-        moved = jnp.linalg.norm(f.pos[-1, top, :2] - f.pos[0, top, :2])
-        visible_yet = t_first <= t_obs
+        # A block has fallen when it ends more than FALLEN half-sizes below its start, and clearly stayed
+        # when it ends less than LEANS below; between the two it leans on something, and no question about
+        # falling is asked.
+        fell = (drop[-1] > FALLEN * h) & in_play
+        unclear = ((drop[-1] > LEANS * h) & ~fell & in_play).any()
+        falls = fell.any()
+        # The first visible sign of falling: a block a quarter of its height down.
+        t_first = jnp.min(jnp.where((drop > 0.5 * h) & in_play, f.time[:, None], jnp.inf))
+        unseen = t_first > t_obs  # nothing is falling yet in the last frame shown
+        # "No" means never, and which blocks fell is final: asked only once every block is at rest.
+        rest = _all_rest(f, in_play)
+        decided = unseen & rest & ~unclear
+        lowest = jnp.argmax(fell)  # the bottom block stands on the floor and cannot drop: options start at green
+        # Where the top block ends: how far its resting place lies left or right of its start. (Its exact
+        # distance depends on how it tumbles, which MJX and MuJoCo C resolve differently for boxes; the side
+        # it falls to is set by the tower's visible overhang.)
+        top = count - 1
+        shift = f.pos[-1, top, 0] - f.pos[0, top, 0]
+        aside = jnp.abs(shift) >= 2 * h[top]  # at least a block's width to one side
         return {
-            "falls": fact(falls, ~visible_yet, t_first),
-            "first_to_fall": fact(jnp.maximum(first - 1, 0), falls & ~visible_yet & (first >= 1), t_first),
-            "top_lands": fact(moved, falls & ~visible_yet, t_first),
+            "falls": fact(falls, decided, t_first),
+            "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3), t_first,
+                                   classes=jnp.arange(n - 1) < count - 1),
+            "top_side": fact(shift > 0, falls & decided & aside, t_first),
+            # What is drawn: as many blocks as sampled (the parked ones are out of view), each in view.
+            "count": fact(count - 2, jnp.all(measure.in_view(run.camera, run.camera_jitter, f.pos[0], jnp.sqrt(3.0) * h)
+                                             | ~in_play)),
         }
+
+    @classmethod
+    def checks(cls, m, layout: SceneLayout):
+        """Statics: a tower of rigid blocks stands iff, at every level, the centre of mass of the blocks above
+        lies over the block below (within its half-width); away from that boundary the simulation must agree."""
+        p, facts = m.params, m.facts
+        x = m.frames.pos[:, 0, :, 0]  # (B, N) starting positions
+        mass, h = m.world.mass, m.world.size[:, :, 0]
+        count = p["count"].astype(int)
+        n = layout.n_objects
+        worst = np.full(len(count), -np.inf)  # how far (in half-widths) the worst level's load overhangs
+        for k in range(1, n):
+            above = (np.arange(n) >= k)[None] & (np.arange(n)[None] < count[:, None])
+            load = (mass * x * above).sum(1) / np.maximum((mass * above).sum(1), 1e-9)
+            overhang = np.abs(load - x[:, k - 1]) / h[:, k - 1] - 1.0
+            worst = np.where(k < count, np.maximum(worst, overhang), worst)
+        falls = facts["falls"]
+        return [("falls = at some level the blocks above overhang their support (statics), away from the edge",
+                 (falls.value > 0.5) == (worst > 0), falls.valid & (np.abs(worst) > 0.15), 0.95)]
+
+    @classmethod
+    def derive(cls, record: Record, layout: SceneLayout) -> dict[str, float]:
+        sim = record.sim
+        count = int(record.params["count"])
+        h = np.asarray(record.world.size)[:count, 2]
+        # MuJoCo C over twice the rollout: a block has fallen if its centre ever came a half-size below its
+        # start (the facts read where it ends, with a margin either side).
+        drop = sim.pos[0, :count, 2] - sim.pos[:, :count, 2]  # (T, count)
+        fell = (drop > h).any(axis=0)
+        top = count - 1
+        shift = float(sim.pos[-1, top, 0] - sim.pos[0, top, 0])
+        # Pixels: distinct blocks seen in the first frame.
+        seen = [i for i in range(layout.n_objects) if (record.seg[0] == i).any()]
+        return {
+            "falls": float(fell.any()),
+            "lowest_to_fall": float(np.argmax(fell) - 1) if fell.any() else np.nan,
+            "top_side": float(shift > 0),
+            "count": float(len(seen) - 2),
+        }
+
+
+def _all_rest(f, in_play):
+    """Whether every block in play is at rest over the end of the recording."""
+    n = in_play.shape[0]
+    return jnp.all(jnp.stack([measure.at_rest(f, i) | ~in_play[i] for i in range(n)]))
