@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= experiments/tiny.py
 ARGS ?=
 
-.PHONY: install test train validate bench clean
+.PHONY: install test train validate audit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python -m physsim.validate --json out/validate.json
+
+# Every template's answer re-derived by an independent route on 512 fresh worlds per family and split
+# (MuJoCo C in float64 over twice the rollout, or the segmentation of the frames shown); ~1 h on 2 cores.
+audit: $(STAMP)
+	$(BIN)/python -m physsim.audit --worlds 512 --json benchmarks/audit_cpu.json
 
 # Trains CONFIG (default: the tiny CPU run) into runs/<name>/; ARGS overrides values, e.g.
 # make train ARGS="--train.steps=50". A run that exists resumes from its latest checkpoint.
