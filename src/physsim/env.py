@@ -164,44 +164,48 @@ class Env:
         """The video (B, T, H, W, 3) uint8 of a rollout; keyword arguments as for `render_images`."""
         return self.render_images(traj, **kwargs).rgb
 
-    def ask(self, traj: Trajectory, key: jax.Array | None = None, observe_seconds: float | None = None
-            ) -> builtins.list[builtins.list[dict]]:
+    def ask(self, traj: Trajectory, key: jax.Array | None = None, observe_seconds: float | None = None,
+            frame_stride: int = 2) -> builtins.list[builtins.list[dict]]:
         """Every question the family can ask of each world of a rollout, with its measured answer.
 
-        Returns, per world, a list of dicts with 'question', 'answer',
-        'explanation' (causal questions), 'task', 'template' and 'tolerance'.
-        Counterfactual twins are simulated here; `key` picks paraphrases
-        (the first one without a key). `observe_seconds` is the window the
-        video would show (default: the family's).
+        Returns, per world, a list of dicts with 'question' (as written),
+        'prompt' (with the context a viewer needs: frame times, a scale),
+        'answer', 'explanation' (causal questions), 'task', 'template' and
+        'tolerance'. Counterfactual twins and the knife-edge shadow worlds are
+        simulated here; `key` picks paraphrases (the first one without a key).
+        The video would show every `frame_stride`-th frame up to
+        `observe_seconds` (default: the family's), rounded down to a frame shown.
         """
         from physsim.questions import pipeline
 
-        observe = self.scenario.observe_seconds if observe_seconds is None else observe_seconds
-        if not 0 < observe <= float(traj.time[-1]) + 1e-9:
-            raise ValueError(f"observation window {observe} s must be positive and within the {float(traj.time[-1])} s rollout")
-        _, facts, sound = pipeline.measure_facts(
-            self.name, traj.params, traj.world, traj.frames, observe_seconds=observe, impl=self.impl
-        )
-        facts = jax.tree.map(np.asarray, facts)
-        sound = np.asarray(sound)
+        seconds = (traj.frames.time.shape[1] - 1) / self.layout.fps  # float32 frame times drift off the grid
+        spec = pipeline.BatchSpec(self.name, n_worlds=traj.frames.time.shape[0], seconds=seconds,
+                                  observe_seconds=observe_seconds, frame_stride=frame_stride, horizons=(),
+                                  impl=self.impl).resolved()
+        measured = pipeline.measure_facts(self.name, traj.params, traj.world, traj.frames,
+                                          view=pipeline.View.of(spec), impl=self.impl)
+        asked, _ = jax.tree.map(np.asarray, pipeline.askable(spec, measured))
+        facts = jax.tree.map(np.asarray, measured.facts)
         rng = np.random.default_rng(None if key is None else np.asarray(jax.random.key_data(key)).tolist())
         out = []
-        for b in range(sound.shape[0]):
-            asked = []
-            for t in self.scenario.questions:
-                f = facts[t.fact]
-                if not (sound[b] and f.valid[b]):
+        for b in range(asked.shape[1]):
+            world = []
+            for i, t in enumerate(spec.templates()):
+                if not asked[i, b]:
                     continue
+                f = facts[t.fact]
                 value = float(f.value[b])
-                asked.append({
-                    "question": t.paraphrases[int(rng.integers(len(t.paraphrases))) if key is not None else 0],
+                paraphrase = int(rng.integers(len(t.paraphrases))) if key is not None else 0
+                world.append({
+                    "question": t.paraphrases[paraphrase],
+                    "prompt": spec.prompt(t, paraphrase),
                     "answer": t.answer_text(value),
                     "explanation": t.explain(value, float(f.time[b])),
                     "task": t.task,
                     "template": t.name,
                     "tolerance": t.tolerance_text(),
                 })
-            out.append(asked)
+            out.append(world)
         return out
 
     def _raise_if_invalid(self, traj: Trajectory) -> None:

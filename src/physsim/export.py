@@ -33,7 +33,7 @@ FORMATS = ("jsonl", "tfds")
 def chat_record(rec: dict, images: list[str]) -> dict:
     """One question in the chat-message layout: the user shows the frames and asks; the assistant answers."""
     content = [{"type": "image", "image": path} for path in images]
-    content.append({"type": "text", "text": rec["question"]})
+    content.append({"type": "text", "text": rec["prompt"]})
     return {
         "id": rec["id"],
         "messages": [{"role": "user", "content": content},

@@ -154,24 +154,42 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
 
     renderer = (JaxRenderer if gl == "jax" else GLRenderer)(family, width, height)
 
+    view = pipeline.View.of(spec)
+
     @jax.jit
     def facts_of(params, world, frames, twins):
         return scenario.facts(Run(params=params, world=world, frames=frames, twins=twins,
-                                  observe_seconds=spec.observe_seconds), layout)
+                                  observe_seconds=view.observe_seconds, frame_stride=view.frame_stride,
+                                  camera=view.camera, camera_jitter=view.camera_jitter), layout)
 
     @jax.jit
     def worlds_of(key):
+        """Each scene, its twins, and its knife-edge shadow with the shadow's twins (as physsim asks)."""
         params = scenario.sample(key, n_scenes, split)
         world = jax.vmap(lambda p: scenario.world(p, layout))(params)
-        return params, world, pipeline.twin_worlds(family, params, world)
+        shadow = pipeline.shadow_world(world)
+        return (params, world, pipeline.twin_worlds(family, params, world), shadow,
+                pipeline.twin_worlds(family, params, shadow))
+
+    def labels(p, w, tws, sh, sh_tws, frames, cache):
+        """The scene's facts, and which templates are well posed and not knife-edge (physsim's rule)."""
+        twins = {name: simulate(layout, tw, n_frames, cache=cache)[0] for name, tw in zip(scenario.twins, tws)}
+        shadow = simulate(layout, sh, n_frames, cache=cache)[0]
+        shadow_twins = {name: simulate(layout, tw, n_frames, cache=cache)[0]
+                        for name, tw in zip(scenario.twins, sh_tws)}
+        facts, shadow_facts = _host((facts_of(p, w, frames, twins), facts_of(p, sh, shadow, shadow_twins)))
+        sound = all(fr.valid.all() for fr in (frames, shadow, *twins.values(), *shadow_twins.values()))
+        batch = lambda f: jax.tree.map(lambda x: np.asarray(x)[None], f)  # noqa: E731
+        askable = [tpl for tpl in templates if sound and bool(facts[tpl.fact].valid)
+                   and bool(pipeline.stable(tpl, batch(facts[tpl.fact]), batch(shadow_facts[tpl.fact]))[0])]
+        return facts, askable
 
     # Warm-up, not timed: compile the facts and renderer on one throw-away scene.
-    params, worlds, twin_worlds = _host(worlds_of(jax.random.key(seed + 1)))
-    one = jax.tree.map(lambda x: x[0], (params, worlds, twin_worlds))
+    warm = _host(worlds_of(jax.random.key(seed + 1)))
+    one = jax.tree.map(lambda x: x[0], warm)
     renderer.set_world(one[1].size)
     frames, _, _ = simulate(layout, one[1], n_frames, render=renderer, render_frames=shown[:1])
-    twins = {name: simulate(layout, w, n_frames)[0] for name, w in zip(scenario.twins, one[2])}
-    jax.block_until_ready(facts_of(one[0], one[1], frames, twins))
+    labels(*one, frames, {})
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
@@ -179,27 +197,25 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
     rng = np.random.default_rng(seed)
     timer = Timer()
     start = t = time.perf_counter()
-    params, worlds, twin_worlds = _host(worlds_of(jax.random.key(seed)))
+    scenes = _host(worlds_of(jax.random.key(seed)))
     t = timer.add("answers", t)
     samples, cache = 0, {}
     for i in range(n_scenes):
-        p, w, tws = jax.tree.map(lambda x, i=i: x[i], (params, worlds, twin_worlds))
+        p, w, tws, sh, sh_tws = jax.tree.map(lambda x, i=i: x[i], scenes)
         renderer.set_world(w.size)
         frames, images, drawing = simulate(layout, w, n_frames, render=renderer, render_frames=shown, cache=cache)
-        twins = {name: simulate(layout, tw, n_frames, cache=cache)[0] for name, tw in zip(scenario.twins, tws)}
+        timer.stages["render"] = timer.stages.get("render", 0.0) + drawing
+        facts, askable = labels(p, w, tws, sh, sh_tws, frames, cache)
         t = timer.add("simulate", t)
         timer.stages["simulate"] -= drawing
-        timer.stages["render"] = timer.stages.get("render", 0.0) + drawing
-        facts = _host(facts_of(p, w, frames, twins))
-        sound = frames.valid.all() and all(f.valid.all() for f in twins.values())
-        askable = [tpl for tpl in templates if sound and bool(facts[tpl.fact].valid)]
         record = None
         if askable:
             tpl = askable[rng.integers(len(askable))]
             f = facts[tpl.fact]
+            paraphrase = int(rng.integers(len(tpl.paraphrases)))
             record = {
                 "id": f"{family}-{seed}-{i:06d}", "family": family, "task": tpl.task, "template": tpl.name,
-                "question": tpl.paraphrases[rng.integers(len(tpl.paraphrases))],
+                "question": tpl.paraphrases[paraphrase], "prompt": spec.prompt(tpl, paraphrase),
                 "answer": tpl.answer_text(float(f.value)), "value": float(f.value),
                 "explanation": tpl.explain(float(f.value), float(f.time)), "tolerance": tpl.tolerance_text(),
                 "params": {k: np.asarray(v).tolist() for k, v in p.items()},

@@ -78,7 +78,9 @@ class PhysSim(tfds.core.GeneratorBasedBuilder):
         text = tfds.features.Text()
         features = {
             "id": text, "video": tfds.features.Sequence(tfds.features.Image(shape=(c.height, c.width, 3))),
-            "question": text, "answer": text, "explanation": text, "family": text, "task": text,
+            "question": text, "prompt": text, "answer": text, "explanation": text, "family": text, "task": text,
+            "frame_times": tfds.features.Sequence(tfds.features.Scalar(np.float32)),
+            "chance": tfds.features.Scalar(np.float32),
             "template": text, "kind": text, "value": tfds.features.Scalar(np.float32),
             "unit": text, "abs_tol": tfds.features.Scalar(np.float32), "rel_tol": tfds.features.Scalar(np.float32),
             "tolerance": text, "options": tfds.features.Sequence(text),
@@ -108,8 +110,9 @@ class PhysSim(tfds.core.GeneratorBasedBuilder):
 
 def example(rec: dict, config: PhysSimConfig) -> dict:
     """A generated record in the builder's features."""
-    out = {k: rec[k] for k in ("id", "question", "answer", "explanation", "family", "task", "template", "kind",
-                                "value", "unit", "abs_tol", "rel_tol", "tolerance", "options", "seed")}
+    out = {k: rec[k] for k in ("id", "question", "prompt", "answer", "explanation", "family", "task", "template",
+                                "kind", "value", "unit", "abs_tol", "rel_tol", "tolerance", "options", "seed",
+                                "frame_times", "chance")}
     out["video"] = [png(f) for f in rec["frames"]]
     out["params"] = generate.params_json(rec)
     if config.depth:

@@ -28,6 +28,7 @@ from physsim.questions import pipeline
 from physsim.questions.templates import YES_NO, Template
 
 DATA_STREAM = 2
+EMPTY_BATCHES = 20  # batches in a row without a question before a set is refused (rather than looping forever)
 # split name -> (parameter ranges it samples, key sub-stream)
 SPLITS = {"train": ("train", 0), "test_id": ("train", 1), "test_ood": ("ood", 2)}
 
@@ -71,8 +72,10 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
             segmentation: bool = False, first_batch: int = 0) -> Iterator[dict]:
     """`num` question records of one family and split, in a fixed order (see the module docstring).
 
-    Each record: id, family, split, task, template, kind, question, answer
-    (text), value (the number or class behind it), explanation, tolerance
+    Each record: id, family, split, task, template, kind, question (as
+    written), prompt (the context a viewer needs, then the question),
+    frame_times (s) and fps of the frames, answer (text), value (the number
+    or class behind it), chance, explanation, tolerance
     (text, and unit / abs_tol / rel_tol), options, params (the sampled scene
     parameters), seed, batch, slot, frames (F, H, W, 3) uint8 and, when asked,
     depth (F, H, W) float32 metres and segmentation (F, H, W) int32.
@@ -86,19 +89,30 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
     spec = pipeline.BatchSpec(family, split=SPLITS[split][0], n_worlds=batch_size, n_questions=batch_size).resolved()
     templates = spec.templates()
     tok = pipeline.default_tokenizer()
-    made, batch = 0, first_batch
+    fps = 1.0 / spec.frame_interval()
+    frame_times = [round(float(k) / scenarios.get(family).layout().fps, 4) for k in spec.video_frames()]
+    made, batch, empty = 0, first_batch, 0
     while made < num:
         qa, depth_maps, seg_maps = jax.device_get(_batch(batch_key(seed, split, family, batch), spec,
                                                          depth or segmentation))
-        for i in np.flatnonzero(np.asarray(qa.valid)):
+        valid = np.flatnonzero(np.asarray(qa.valid))
+        empty = 0 if valid.size else empty + 1
+        if empty == EMPTY_BATCHES:
+            raise ValueError(f"{EMPTY_BATCHES} batches of {batch_size} {family!r} worlds of split {split!r} in a row "
+                             f"gave no well-posed question; this family asks nothing of that split")
+        for i in valid:
             if made == num:
                 break
             t = templates[int(qa.template[i])]
             value = float(qa.value[i])
+            paraphrase = int(qa.paraphrase[i])
             rec = {
                 "id": f"{family}-{split}-s{seed}-b{batch}-{i}", "family": family, "split": split,
-                # The paraphrase as written (the tokens the model reads are its lower-cased words).
-                "question": t.paraphrases[int(qa.paraphrase[i]) % len(t.paraphrases)],
+                # The paraphrase as written (the tokens the model reads are its lower-cased words), and the
+                # prompt: what a viewer needs beside it (frame times, the time origin, a scale for distances).
+                "question": t.paraphrases[paraphrase % len(t.paraphrases)],
+                "prompt": spec.prompt(t, paraphrase), "frame_times": frame_times, "fps": fps,
+                "chance": float(qa.chance[i]),
                 "answer": tok.decode(qa.answer[i]), "value": value,
                 "explanation": t.explain(value, float(qa.event_time[i])), **_template_fields(t),
                 "params": {k: np.asarray(v[i]).tolist() for k, v in qa.params.items()},

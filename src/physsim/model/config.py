@@ -39,7 +39,7 @@ class ModelConfig:
     dec_heads: int = 4
     dec_mlp: int = 256
     vocab_size: int = 256  # >= the tokenizer's size; checked where both meet
-    question_length: int = 24
+    question_length: int = 56  # physsim.questions.pipeline.QUESTION_LENGTH: the context and the question
     answer_length: int = 12
     # Slot head: learned queries per object slot (+ one for the scene) reading the video tokens.
     max_objects: int = 5

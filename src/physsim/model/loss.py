@@ -39,6 +39,7 @@ class Targets:
     slot_mask: jax.Array | None = None  # (B, N) bool: slots holding an object (others are parked); None: all
     properties: jax.Array | None = None  # (B, N, P)
     gravity: jax.Array | None = None  # (B,) m/s²
+    state_ok: jax.Array | None = None  # (B,) bool: the state targets are trusted (not knife-edge); None: all
 
 
 def teacher_forcing_inputs(answer: jax.Array, bos_id: int) -> jax.Array:
@@ -98,7 +99,11 @@ def example_terms(outputs: Outputs, targets: Targets, weights: LossWeights,
     terms = answer_terms(outputs.logits, targets.answer, pad_id)
     total = weights.answer * terms["answer_nll"]
     if targets.state is not None and weights.state > 0:
-        terms |= state_terms(outputs.state, targets.state, targets.slot_mask)
+        slot_mask = targets.slot_mask
+        if targets.state_ok is not None:  # knife-edge targets count as no slots: zero state loss
+            base = jnp.ones(outputs.state.shape[::3], bool) if slot_mask is None else slot_mask
+            slot_mask = base & targets.state_ok.astype(bool)[:, None]
+        terms |= state_terms(outputs.state, targets.state, slot_mask)
         total = total + weights.state * terms["state_mse"]
     if targets.properties is not None and outputs.properties is not None and weights.property > 0:
         terms |= property_terms(outputs, targets)

@@ -33,8 +33,8 @@ class DataConfig:
     worlds_per_shard: int = 16  # factual worlds per scene shard (each with its counterfactual twins)
     questions_per_world: int = 4  # questions asked per simulated world (balanced draws, see questions.pipeline)
     shards: int = 1  # scene shards per step, each from its own key; a multiple of the device count
-    task_weights: tuple[tuple[str, float], ...] = (("state", 1.0), ("property", 1.0), ("causal", 1.0),
-                                                    ("counterfactual", 1.0))
+    task_weights: tuple[tuple[str, float], ...] = (("descriptive", 1.0), ("state", 1.0), ("property", 1.0),
+                                                    ("causal", 1.0), ("counterfactual", 1.0))
     # Rolling replay (train.replay): questions kept per scene shard (0: off, every update trains on the
     # step's fresh questions) and questions drawn from it per shard for each update.
     replay: int = 0

@@ -38,6 +38,7 @@ class Batch:
     question: jax.Array  # (Q, Lq) int32
     answer: jax.Array  # (Q, La) int32
     targets: jax.Array  # (Q, horizons, max_objects, 3) m
+    target_ok: jax.Array  # (Q,) bool: the targets are not knife-edge (trained on)
     slot_mask: jax.Array  # (Q, max_objects) bool
     properties: jax.Array  # (Q, max_objects, 3)
     gravity: jax.Array  # (Q,)
@@ -45,6 +46,7 @@ class Batch:
     template: jax.Array  # (Q,) int32 index into the family's spec.templates()
     task: jax.Array  # (Q,) int32 index into questions.templates.TASKS
     value: jax.Array  # (Q,) float32 measured answer
+    chance: jax.Array  # (Q,) float32: 1 / the answers the world's configuration allows (0 for numbers)
     valid: jax.Array  # (Q,) bool: a sound world with a well-posed answer
 
 
@@ -149,6 +151,9 @@ def check(config: Config, n_devices: int) -> None:
         n = scenarios.get(spec.family).layout().n_objects
         if n > cfg.max_objects:
             raise ConfigError(f"family {spec.family!r} has {n} object slots, more than model.max_objects={cfg.max_objects}")
+    if cfg.question_length != pipeline.QUESTION_LENGTH or cfg.answer_length != pipeline.ANSWER_LENGTH:
+        raise ConfigError(f"model.question_length={cfg.question_length} and model.answer_length={cfg.answer_length} "
+                          f"must be the pipeline's {pipeline.QUESTION_LENGTH} and {pipeline.ANSWER_LENGTH} tokens")
     if len(data.horizons) != cfg.horizons:
         raise ConfigError(f"data.horizons has {len(data.horizons)} entries but model.horizons={cfg.horizons}")
 
@@ -169,11 +174,11 @@ def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec,
     q = qa.question.shape[0]
     return Batch(
         video=video, frame_mask=frame_mask, question=qa.question, answer=qa.answer,
-        targets=jnp.pad(qa.targets, [(0, 0), (0, 0), (0, pad_slots), (0, 0)]),
+        targets=jnp.pad(qa.targets, [(0, 0), (0, 0), (0, pad_slots), (0, 0)]), target_ok=qa.target_ok,
         slot_mask=jnp.pad(qa.active, [(0, 0), (0, pad_slots)]),
         properties=jnp.pad(qa.properties, [(0, 0), (0, pad_slots), (0, 0)]),
         gravity=qa.gravity, family=jnp.full((q,), family, jnp.int32), template=qa.template,
-        task=task_of[qa.template], value=qa.value, valid=qa.valid,
+        task=task_of[qa.template], value=qa.value, chance=qa.chance, valid=qa.valid,
     )
 
 

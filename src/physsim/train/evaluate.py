@@ -11,7 +11,8 @@ A model is scored by decoding its answers with the KV cache and judging the
 text with `questions.answers.check_answer` (the scorer any external model's
 answers go through), plus the mean error of its state head in metres. The
 blind baseline is scored on the same suites with the video zeroed. Chance is
-the accuracy of guessing uniformly among a question's options (0 for numbers);
+the accuracy of guessing uniformly among the answers a question's visible
+configuration allows (e.g. the blocks a tower of three has; 0 for numbers);
 "majority" is that of always giving the answer most common in the suite for
 each template (0 for numbers): where a suite's answers are unbalanced (the
 balancer found too few worlds of a class), it is above chance and says so.
@@ -85,6 +86,7 @@ def score(model: model_lib.VLM, suites: list[Suite], tokenizer, *, blind: bool =
         tokens = np.asarray(model_lib.generate(model, video, b.frame_mask, b.question, special))
         errors = np.asarray(_state_error(model, b, video))
         templates = suite.spec.templates()
+        chances = np.asarray(b.chance)
         for i, (t_index, value, valid) in enumerate(zip(np.asarray(b.template), np.asarray(b.value), np.asarray(b.valid))):
             if not valid:
                 continue
@@ -94,7 +96,7 @@ def score(model: model_lib.VLM, suites: list[Suite], tokenizer, *, blind: bool =
                          "template": template.name, "kind": template.kind, "answer": text,
                          "truth": template.answer_text(float(value)),
                          "correct": answers.check_answer(text, template, float(value)),
-                         "state_error_m": float(errors[i]), "chance": template.chance or 0.0})
+                         "state_error_m": float(errors[i]), "chance": float(chances[i])})
     return rows
 
 

@@ -115,7 +115,7 @@ def state_shardings(config: Config, mesh: jax.sharding.Mesh, abstract_params) ->
 
 def targets_of(batch: data_lib.Batch) -> loss_lib.Targets:
     return loss_lib.Targets(answer=batch.answer, state=batch.targets, slot_mask=batch.slot_mask,
-                            properties=batch.properties, gravity=batch.gravity)
+                            properties=batch.properties, gravity=batch.gravity, state_ok=batch.target_ok)
 
 
 def per_task_means(values: jax.Array, task: jax.Array, weight: jax.Array) -> dict[str, jax.Array]:
