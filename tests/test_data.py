@@ -33,6 +33,11 @@ def test_generation_is_deterministic_and_splits_differ(fresh_records):
         t = score.template_of(FAMILY, r["template"])
         assert r["answer"] == t.answer_text(r["value"])  # the tokens decode to the template's answer text
         assert r["question"] in t.paraphrases
+        # The prompt carries what a viewer needs: the frames' times (0 s is the first frame) and, for distances,
+        # a scale.
+        assert r["prompt"] == f"Frames are 0.08 s apart, from 0.00 s to {r['frame_times'][-1]:.2f} s. " + (
+            "Floor squares are 0.25 m wide. " if t.unit in ("m", "m/s") else "") + r["question"]
+        assert r["frame_times"] == pytest.approx([0.08 * k for k in range(8)]) and r["fps"] == pytest.approx(12.5)
         assert check_answer(r["answer"], t, r["value"])
 
 
@@ -50,6 +55,7 @@ def test_tfds_build_reads_back_the_generated_questions(tmp_path, fresh_records):
     for g, w in zip(got, want):
         text = lambda x: x.decode() if isinstance(x, bytes) else x  # noqa: E731
         assert text(g["question"]) == w["question"] and text(g["answer"]) == w["answer"]
+        assert text(g["prompt"]) == w["prompt"] and np.allclose(g["frame_times"], w["frame_times"])
         assert np.isclose(g["value"], w["value"]) and text(g["template"]) == w["template"]
         assert json.loads(text(g["params"])) == w["params"]
         np.testing.assert_array_equal(np.stack(g["video"]), w["frames"])  # PNG is lossless
@@ -66,7 +72,7 @@ def test_jsonl_export_chat_layout_and_refusal_to_overwrite(tmp_path, fresh_recor
     user, assistant = first["messages"]
     assert user["role"] == "user" and assistant["role"] == "assistant"
     assert [c["type"] for c in user["content"]] == ["image"] * 8 + ["text"]
-    assert user["content"][-1]["text"] == fresh_records[0]["question"]
+    assert user["content"][-1]["text"] == fresh_records[0]["prompt"]
     assert assistant["content"][0]["text"] == fresh_records[0]["answer"]
     frame = np.asarray(Image.open(out / first["images"][3]))
     np.testing.assert_array_equal(frame, fresh_records[0]["frames"][3])

@@ -45,6 +45,21 @@ class ExplodingProjectile(Projectile):
         return params | {"speed": jnp.full_like(params["speed"], LAUNCH)}
 
 
+STEADY = "steady_projectile"
+
+
+class SteadyProjectile(Projectile):
+    """The projectile family launched so that every world has questions to ask: the balls land after the
+    last frame shown (a world of the plain family may land inside it and ask nothing)."""
+
+    name = STEADY
+
+    @classmethod
+    def sample(cls, key, batch_size, split="train"):
+        params = super().sample(key, batch_size, split)
+        return params | {"speed": jnp.full_like(params["speed"], 3.0), "elevation": jnp.full_like(params["speed"], 55.0)}
+
+
 def poisoned_global_batch(real):
     """global_batch, with NaN state targets in the steps POISONED (recognised by their key)."""
 
@@ -62,13 +77,14 @@ def poisoned_global_batch(real):
 def faulty(monkeypatch):
     """The exploding family registered and global_batch poisoned, for one test (undone after it)."""
     monkeypatch.setitem(scenario_base._REGISTRY, EXPLODING, ExplodingProjectile)
+    monkeypatch.setitem(scenario_base._REGISTRY, STEADY, SteadyProjectile)
     monkeypatch.setattr(data, "global_batch", poisoned_global_batch(data.global_batch))
 
 
 def faulty_config(tmp_path, **overrides):
     # No replay: a poisoned step's questions would otherwise come back in later steps' draws.
-    # One world per family and shard: the exploding one and a sound projectile world.
-    return small_config(tmp_path, **{"data.families": {EXPLODING: 1.0, "projectile": 1.0}, "data.replay": 0,
+    # One world per family and shard: the exploding one and a sound projectile world with questions to ask.
+    return small_config(tmp_path, **{"data.families": {EXPLODING: 1.0, STEADY: 1.0}, "data.replay": 0,
                                      "train.steps": 6,
                                      "train.max_invalid_fraction": 1.0, **overrides})
 
@@ -88,7 +104,7 @@ def test_exploding_worlds_are_masked_and_counted_and_nonfinite_updates_skipped(f
     for i, (before, after, m) in enumerate(history):
         # The exploded world of each shard is counted for its family; its questions are in the batch, invalid.
         assert m["unsound_worlds"] == m[f"unsound_worlds/{EXPLODING}"] == config.data.shards
-        assert m["unsound_worlds/projectile"] == 0
+        assert m[f"unsound_worlds/{STEADY}"] == 0
         np.testing.assert_array_equal(m[step.FAULT_EXAMPLES][EXPLODING]["speed"], [LAUNCH, LAUNCH])
         assert m["valid_questions"] == m["questions"] // 2
         changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after))
@@ -187,11 +203,18 @@ class Train:
         return code
 
 
-def logged_steps(run_dir: Path) -> list[int]:
+def logged_steps(run_dir: Path, after_line: int = 0) -> list[int]:
+    """Steps logged in the run's metrics.jsonl, from line `after_line` on (the lines a later start wrote)."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line)["step"] for line in path.read_text().splitlines() if '"kind": "train"' in line]
+    lines = path.read_text().splitlines()[after_line:]
+    return [json.loads(line)["step"] for line in lines if '"kind": "train"' in line]
+
+
+def metrics_lines(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path, capsys):
@@ -211,8 +234,10 @@ def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path, capsy
 
     # 2. Restart: it resumes from step 2, the last complete checkpoint (the half-saved step 4 is never
     # read); SIGTERM while it trains: it finishes the step, checkpoints it and exits with 130.
+    # (The killed run may have logged steps past 4 while its save was paused: wait for this run's own lines.)
+    written = metrics_lines(config.run_dir)
     second = Train(args)
-    second.wait_for(lambda: max(logged_steps(config.run_dir), default=0) >= 6, "training past step 6")
+    second.wait_for(lambda: max(logged_steps(config.run_dir, written), default=0) >= 6, "training past step 6")
     second.proc.send_signal(signal.SIGTERM)
     assert second.finish() == 130, second.output[-3000:]
     assert "resuming after step 2" in second.output
@@ -236,8 +261,8 @@ def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path, capsy
 
 
 # ---------------------------------------------------------------- fuzzed inputs
-FAMILIES = ("collision", "projectile", "ramp", "stack", "compare", "chain")
-FUZZ_WORLDS = 64  # the batch of selfcheck.measured_batch (test_questions), whose compiled program this reuses
+FAMILIES = scenarios.names()
+FUZZ_WORLDS = 64  # the batch of audit.measured_batch (test_questions), whose compiled program this reuses
 
 
 def declared_values(param, shape):

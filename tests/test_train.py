@@ -95,10 +95,11 @@ def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
     assert out["four"]["devices"] == 4 and out["one"]["devices"] == 1
     # The same global batch: identical questions, answers and hidden properties; the shard's program
     # is compiled as a 4-trip loop on one device and straight-line on four, so float32 contact dynamics
-    # end up fractions of a millimetre apart and a few pixels in a million differ.
+    # end up apart (measured: 2.75 mm after a bounce, over targets trained on, i.e. that move less than
+    # 5 cm when the world starts 0.1 mm away) and a few pixels in a million differ.
     batch = out["batch"]
     assert batch["tokens_equal"] and batch["properties_max_diff"] == 0.0
-    assert batch["pixels_equal"] > 0.9999 and batch["targets_max_diff_m"] < 1e-3
+    assert batch["pixels_equal"] > 0.9999 and batch["targets_max_diff_m"] < 1e-2 and batch["target_ok_equal"] == 1.0
     for name in ("loss", "answer_nll", "state_mse", "grad_norm"):  # measured: 3e-5 relative at most
         np.testing.assert_allclose(out["four"][name], out["one"][name], rtol=1e-4, err_msg=name)
         np.testing.assert_allclose(out["fsdp"][name], out["four"][name], rtol=1e-6, err_msg=name)
@@ -157,13 +158,38 @@ def test_a_checkpoint_of_another_model_shape_is_refused_and_left_untouched(unint
 
 
 # ---------------------------------------------------------------- evaluation
-def test_held_out_suites_use_a_stream_training_never_draws():
-    train_key = step.training_key(0)
-    training = {tuple(np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.fold_in(train_key, s), shard))))
-                for s in range(200) for shard in range(4)}
-    suites = {tuple(np.asarray(jax.random.key_data(evaluate.suite_key(0, f, split))))
-              for f in ("collision", "projectile") for split in ("train", "ood")}
-    assert len(suites) == 4 and not training & suites
+def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
+    """Records the key every scene batch is simulated from, as the trainer's step and the evaluation's suites
+    actually pass them (the simulation itself is replaced by zeros of its shapes), over 50 steps of the
+    tiny config's shards: no suite key is ever a training key. Comparing key data at the depth the
+    pipeline receives them, this fails if a stream is derived from another's (checked by deriving the
+    suite key from the training stream: the sets then meet)."""
+    config = config_lib.load(ROOT / "experiments" / "tiny.py")
+    seen = {"train": set(), "suite": set()}
+    where = ["train"]
+    shapes = {}
+
+    def record(key_data):
+        seen[where[0]].add(tuple(np.asarray(key_data).tolist()))
+
+    def fake_family_batch(key, family, spec, cfg):
+        jax.debug.callback(record, jax.random.key_data(key))
+        if spec not in shapes:
+            shapes[spec] = jax.eval_shape(lambda k: real(k, family, spec, cfg), key)
+        return jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), shapes[spec])
+
+    real = data.family_batch
+    monkeypatch.setattr(data, "family_batch", fake_family_batch)
+    run_key = step.training_key(config.train.seed)
+    with jax.disable_jit():  # no compiled program of the real simulation may stand in for the fake
+        for s in range(50):
+            data.global_batch(jax.random.fold_in(run_key, s), config, None)
+        where[0] = "suite"
+        evaluate.make_suites(config)
+    n_families = len(config.data.families)
+    assert len(seen["train"]) == 50 * config.data.shards * n_families
+    assert len(seen["suite"]) == n_families * len(config.eval.splits)
+    assert not seen["train"] & seen["suite"]
 
 
 def test_summary_reports_accuracy_blind_baseline_and_chance_per_task():
@@ -199,7 +225,8 @@ def test_replay_ring_keeps_the_latest_questions_per_shard_and_draws_only_what_it
                           question=zeros(3, dtype=np.int32), answer=zeros(3, dtype=np.int32), targets=zeros(1, 2, 3),
                           slot_mask=zeros(2, dtype=bool), properties=zeros(2, 3), gravity=zeros(),
                           family=zeros(dtype=np.int32), template=zeros(dtype=np.int32), task=zeros(dtype=np.int32),
-                          value=ids.reshape(-1), valid=np.ones(q, bool))
+                          value=ids.reshape(-1), valid=np.ones(q, bool), target_ok=np.ones(q, bool),
+                          chance=zeros())
 
     ring = replay.empty(jax.tree.map(lambda x: x[:fresh_per_shard], fresh(0)), shards, size)
     seen = []

@@ -27,6 +27,16 @@ def test_warp_rollout_matches_jax_in_flight_and_marks_contacts_unmeasured():
     assert not np.asarray(by_warp.frames.contact_touch).any()
 
 
+def _silhouette(seg: np.ndarray) -> np.ndarray:
+    """(..., H, W) pixels with a 4-neighbour of another segment: the rays that graze an object's edge."""
+    edge = np.zeros(seg.shape, bool)
+    edge[..., 1:, :] |= seg[..., 1:, :] != seg[..., :-1, :]
+    edge[..., :-1, :] |= seg[..., :-1, :] != seg[..., 1:, :]
+    edge[..., :, 1:] |= seg[..., :, 1:] != seg[..., :, :-1]
+    edge[..., :, :-1] |= seg[..., :, :-1] != seg[..., :, 1:]
+    return edge
+
+
 @pytest.mark.parametrize("family", physsim.env.list())
 def test_warp_renderer_agrees_with_jax_ray_caster(family):
     """Same randomised worlds and jittered cameras: masks agree (IoU >= 0.97 per object), depth within 1%."""
@@ -43,12 +53,18 @@ def test_warp_renderer_agrees_with_jax_ray_caster(family):
         a, b = seg_j == s, seg_w == s
         iou = (a & b).sum() / (a | b).sum()
         assert iou >= 0.97, f"{family}: segment {s} IoU {iou:.3f}"
+    # Depth is compared where both renderers see the same surface away from any silhouette: a pixel whose
+    # ray grazes an edge may hit the nearer object in one renderer and the one behind in the other (seen:
+    # 1 pixel in 55,968 at 2.553 m vs 2.331 m on another machine of this kind). Those grazing pixels are
+    # bounded instead: only silhouette pixels may disagree, and few of them.
     d_j, d_w = np.asarray(by_jax.depth), np.asarray(by_warp.depth)
-    both = np.isfinite(d_j) & np.isfinite(d_w)
-    assert both.mean() > 0.5
-    np.testing.assert_allclose(d_w[both], d_j[both], rtol=0.01)
-    # Where one sees sky, so does the other (up to a few grazing-angle pixels).
-    assert (np.isinf(d_j) != np.isinf(d_w)).mean() < 0.005
+    edge = _silhouette(seg_j) | _silhouette(seg_w)
+    same = (seg_j == seg_w) & ~edge & np.isfinite(d_j) & np.isfinite(d_w)
+    assert same.mean() > 0.5
+    np.testing.assert_allclose(d_w[same], d_j[same], rtol=0.01)
+    differ = seg_j != seg_w
+    assert not (differ & ~edge).any(), "away from silhouettes both renderers see the same object (or sky)"
+    assert differ.sum() <= 0.02 * edge.sum(), f"{differ.sum()} of {edge.sum()} silhouette pixels disagree"
     # Colours are not expected to match exactly (lighting models differ) but objects keep their hue.
     rgb_j, rgb_w = np.asarray(by_jax.rgb, np.float32), np.asarray(by_warp.rgb, np.float32)
     for s in sorted(in_play):
