@@ -315,3 +315,26 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     skewed = [dict(b, max_excess=0.2) if b["kind"] != "number" else b for b in balance]
     monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, skewed))
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
+
+
+def test_audit_cli_writes_one_row_per_template_and_refuses_bad_input(tmp_path, monkeypatch, capsys, measured):
+    import json
+
+    # The tests' batch is the audit's batch 0 of the same worlds: reuse it instead of simulating again.
+    monkeypatch.setattr(audit, "measured_batch", lambda family, split, seed, k, n: measured(family, split))
+    out = tmp_path / "audit.json"
+    code = audit.main(["--families", "collision", "--split", "train", "--worlds", "8", "--json", str(out)])
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert payload["complete"] and payload["worlds"] == 8
+    assert [r["template"] for r in rows] == [t.name for t in scenarios.get("collision").questions]
+    for r in rows:
+        assert {"split", "family", "template", "route", "agreement", "knife_edge", "asked_fraction"} <= set(r)
+        assert r["worlds"] == 8 and r["route"] in audit.AGREEMENT
+    assert code == (0 if all(r["passed"] for r in rows) else 1)
+    assert "collision" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        audit.main(["--families", "no_such_family"])
+    assert "no_such_family" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        audit.main(["--worlds", "0"])

@@ -271,17 +271,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.worlds < 1:
         parser.error(f"--worlds={args.worlds} must be a positive integer")
     rows = []
-    for split in args.split:
-        for family in families:
-            rows += audit_family(family, split, args.worlds, args.seed, log=lambda s: print(s, flush=True))
-    print_rows(rows)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"worlds": args.worlds, "seed": args.seed, "device": str(jax.devices()[0]),
-                   "bars": AGREEMENT, "knife_edge_limit": KNIFE_EDGE_LIMIT, "baseline_margin": BASELINE_MARGIN,
-                   "rows": rows}
-        args.json.write_text(json.dumps(payload, indent=1))
+    todo = [(family, split) for family in families for split in args.split]  # a family's splits share programs
+    for i, (family, split) in enumerate(todo):
+        new = audit_family(family, split, args.worlds, args.seed, log=lambda s: print(s, flush=True))
+        print_rows(new)
+        rows += new
+        if args.json:  # rewritten after every family, so an interrupted audit keeps what it measured
+            write_json(args.json, rows, args, complete=i + 1 == len(todo))
+        if i + 1 < len(todo) and todo[i + 1][0] != family:
+            jax.clear_caches()  # each loaded program holds hundreds of memory mappings (see tests/conftest.py)
+    if len(todo) > 1:
+        print("\nall families:")
+        print_rows(rows)
     return 0 if all(r["passed"] for r in rows) else 1
+
+
+def write_json(path: Path, rows: list[dict], args: argparse.Namespace, complete: bool) -> None:
+    payload = {"worlds": args.worlds, "seed": args.seed, "device": str(jax.devices()[0]), "complete": complete,
+               "bars": AGREEMENT, "knife_edge_limit": KNIFE_EDGE_LIMIT, "baseline_margin": BASELINE_MARGIN,
+               "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(payload, indent=1))
+    partial.replace(path)
 
 
 if __name__ == "__main__":
