@@ -49,6 +49,21 @@ def test_mujoco_c_rollout_records_the_contact_events_mjx_records(collision_env, 
     assert checked >= 1, "no collision among the sampled worlds: the test checks nothing"
 
 
+def test_threaded_c_rollout_of_every_step_is_the_frame_by_frame_rollout(collision_env, collision_traj):
+    """The audit's float64 route (`rollout_mj_steps`, mujoco.rollout on 2 threads, several worlds with their
+    own models) records, at each frame's step, exactly the state the one-world loop records."""
+    layout = collision_env.layout
+    n_frames = 12
+    worlds = [jax.tree.map(lambda x, i=i: np.asarray(x[i]), collision_traj.world) for i in range(3)]
+    steps = simulate.rollout_mj_steps(worlds, layout=layout, n_steps=(n_frames - 1) * layout.substeps)
+    assert steps.qpos.shape[:2] == (3, (n_frames - 1) * layout.substeps + 1)
+    for i, world in enumerate(worlds):
+        frames = simulate.rollout_mj(world, layout=layout, n_frames=n_frames, contacts=False)
+        np.testing.assert_array_equal(steps.qpos[i, ::layout.substeps], frames.qpos)
+        np.testing.assert_array_equal(steps.pos[i, ::layout.substeps], frames.pos)
+    assert not np.array_equal(steps.pos[0, -1], steps.pos[1, -1])  # each world ran with its own model
+
+
 def test_reference_pipeline_writes_one_sample_per_askable_scene(tmp_path):
     """PNG frames of the observation window and a JSON record whose answer is the template's for the value."""
     result = reference.run("collision", 3, tmp_path, gl="jax", seed=5)

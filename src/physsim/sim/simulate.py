@@ -220,12 +220,7 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
     """
     index = scene_index(layout)
     model = mj_model_for(layout, world, cache)
-    data = mujoco.MjData(model)
-    quat = np.asarray(world.quat, np.float64)
-    data.qpos[index.object_qpos] = np.concatenate(
-        [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
-    data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
-    mujoco.mj_forward(model, data)
+    data = initial_data(model, world, index)
     n_pairs, n_obj = (index.n_pairs if contacts else 0), layout.n_objects
     n_geom = model.ngeom if contacts else 0
     rec = {
@@ -277,6 +272,17 @@ def rollout_mj(world: randomize.WorldParams, *, layout: SceneLayout, n_frames: i
     return Frames(**rec)
 
 
+def initial_data(model: mujoco.MjModel, world: randomize.WorldParams, index) -> mujoco.MjData:
+    """MjData of `model` at the world's initial object poses (unit quaternions) and velocities, forwarded."""
+    data = mujoco.MjData(model)
+    quat = np.asarray(world.quat, np.float64)
+    data.qpos[index.object_qpos] = np.concatenate(
+        [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
+    data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
+    mujoco.mj_forward(model, data)
+    return data
+
+
 def rollout_mj_steps(worlds: list[randomize.WorldParams], *, layout: SceneLayout, n_steps: int,
                      threads: int = 2) -> Frames:
     """Worlds (each without a batch axis) simulated by MuJoCo C for `n_steps` physics steps with
@@ -290,12 +296,7 @@ def rollout_mj_steps(worlds: list[randomize.WorldParams], *, layout: SceneLayout
     spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
     for world in worlds:
         model = copy.deepcopy(mj_model_for(layout, world))
-        data = mujoco.MjData(model)
-        quat = np.asarray(world.quat, np.float64)
-        data.qpos[index.object_qpos] = np.concatenate(
-            [np.asarray(world.pos, np.float64), quat / np.linalg.norm(quat, axis=-1, keepdims=True)], axis=-1)
-        data.qvel[index.object_qvel] = np.concatenate([np.asarray(world.linvel), np.asarray(world.angvel)], axis=-1)
-        mujoco.mj_forward(model, data)
+        data = initial_data(model, world, index)
         state = np.zeros(mujoco.mj_stateSize(model, spec))
         mujoco.mj_getState(model, data, state, spec)
         models.append(model)
