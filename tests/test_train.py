@@ -174,8 +174,9 @@ def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
 
     def fake_family_batch(key, family, spec, cfg):
         jax.debug.callback(record, jax.random.key_data(key))
-        if spec not in shapes:
-            shapes[spec] = jax.eval_shape(lambda k: real(k, family, spec, cfg), key)
+        if spec not in shapes:  # traced with jit on: disable_jit would unroll the rollout's scan in Python
+            with jax.disable_jit(False):
+                shapes[spec] = jax.eval_shape(lambda k: real(k, family, spec, cfg), key)
         return jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), shapes[spec])
 
     real = data.family_batch
