@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 import physsim.env
+from physsim.questions import pipeline
 from physsim.questions.templates import TASK_TITLES
 
 DOCS = Path(__file__).parent
@@ -29,6 +30,11 @@ def main() -> None:
         "is measured from the simulation. The frame is the last one the model sees",
         "(the end of the family's observation window) of the first sampled world;",
         "each example question comes from the first sampled world where it is askable.",
+        "The model reads each question after its context (the frames' times and, for",
+        "distances, a scale), shown once per family. `route` is how",
+        "`python -m physsim.audit` re-derives the answer: MuJoCo C in float64 over",
+        "twice the rollout (`simulation`), or the segmentation of the frames shown",
+        "(`pixels`).",
         "",
     ]
     for name in physsim.env.list():
@@ -39,21 +45,25 @@ def main() -> None:
         strip = np.concatenate([np.asarray(video[0, k]) for k in np.linspace(0, n - 1, 6).astype(int)], axis=1)
         Image.fromarray(strip).save(OUT / f"{name}.png")
         physsim.env.save_video(video, OUT / f"{name}.gif", fps=env.layout.fps)
-        seen = int(round(env.scenario.observe_seconds * env.layout.fps))
+        spec = pipeline.BatchSpec(name).resolved()
+        seen = int(spec.video_frames()[-1])
         Image.fromarray(np.asarray(video[0, seen])).save(OUT / f"{name}_frame.png")
         asked = env.ask(traj, jax.random.key(1))
+        contexts = sorted({spec.context(t) for t in env.scenario.questions})
         lines += [f"## `{name}`: {env.scenario.description}", "",
-                  f"Observation window {env.scenario.observe_seconds:g} s of a "
-                  f"{env.scenario.default_seconds:g} s rollout.", "",
+                  f"The video shows {len(spec.video_frames())} frames, 0 to {spec.observe_seconds:g} s, of a "
+                  f"{spec.seconds:g} s rollout. Context: " + " / ".join(f"\"{c}\"" for c in contexts), "",
                   f"![{name}](images/{name}_frame.png)", "",
-                  "| task | template | example question | measured answer | explanation |", "|---|---|---|---|---|"]
+                  "| task | template | route | example question | measured answer | explanation |",
+                  "|---|---|---|---|---|---|"]
         for t in env.scenario.questions:
             example = next((q for world in asked for q in world if q["template"] == t.name), None)
             if example is None:
-                lines.append(f"| {TASK_TITLES[t.task]} | `{t.name}` | {t.paraphrases[0]} | (not askable in these worlds) | |")
+                lines.append(f"| {TASK_TITLES[t.task]} | `{t.name}` | {t.route} | {t.paraphrases[0]} | "
+                             "(not askable in these worlds) | |")
                 continue
             tol = f" ({example['tolerance']})" if example["tolerance"] else ""
-            lines.append(f"| {TASK_TITLES[t.task]} | `{t.name}` | {example['question']} | "
+            lines.append(f"| {TASK_TITLES[t.task]} | `{t.name}` | {t.route} | {example['question']} | "
                          f"{example['answer']}{tol} | {example['explanation']} |")
         lines.append("")
         print(OUT / f"{name}.png")
