@@ -64,7 +64,7 @@ QUESTIONS = (
     )),
     Template("lowest_to_fall", "state", "choice", "lowest_to_fall", (
         "Which is the lowest block that will fall?",
-        "Counting from the floor, which block is the first one that will fall?",
+        "Counting from the floor, which is the lowest block that will fall?",
     ), options=tuple(f"the {c} block" for c in COLOURS[1:])),
     Template("top_side", "state", "choice", "top_side", (
         "Will the top block come to rest to the left or to the right of where it started?",
