@@ -341,8 +341,7 @@ def stable(template: Template, f: Fact, shadow: Fact) -> jax.Array:
     """(B,) bool: the shadow world gives the same answer (a number that would be judged right against this
     one), so the question is not knife-edge."""
     if template.kind == "number":
-        tol = jnp.maximum(template.abs_tol, template.rel_tol * jnp.abs(f.value))
-        same = jnp.abs(f.value - shadow.value) <= tol
+        same = jnp.abs(f.value - shadow.value) <= template.tolerance(f.value)
     else:
         same = jnp.round(f.value) == jnp.round(shadow.value)
     return shadow.valid & same

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 TASKS = ("descriptive", "state", "property", "causal", "counterfactual")
@@ -99,9 +101,11 @@ class Template:
         """The answers a yes/no or choice question can have, as written."""
         return YES_NO if self.kind == "yesno" else self.options
 
-    def tolerance(self, value: float) -> float:
-        """Half-width of the interval of right answers around `value` (numbers only)."""
-        return max(self.abs_tol, self.rel_tol * abs(value))
+    def tolerance(self, value):
+        """Half-width of the interval of right answers around `value` (numbers only): a float for a float,
+        an array for a (traced) array of values."""
+        scaled = self.rel_tol * abs(value)
+        return jnp.maximum(self.abs_tol, scaled) if isinstance(scaled, jax.Array) else max(self.abs_tol, scaled)
 
     def answer_text(self, value: float) -> str:
         if self.kind == "yesno":
