@@ -166,7 +166,6 @@ def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: i
     spec = batch_spec(family, batch)
     measured = measured or (lambda k: measured_batch(family, split, seed, k, batch)[1])
     templates = spec.templates()
-    scenario = scenarios.get(family)
     n_batches = math.ceil(n_worlds / batch)
     stats = {t.name: defaultdict(int) | {"disagreements": [], "values": []} for t in templates}
     draws = []
@@ -176,8 +175,8 @@ def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: i
         take = min(batch, n_worlds - k * batch)
         valid, edge = (np.asarray(x)[:, :take] for x in pipeline.askable(spec, m))
         facts = _host({t.name: m.facts[t.fact] for t in templates})
-        derived = derive_batch(spec, m, np.flatnonzero(valid.any(axis=0)))
-        by_world = dict(zip(np.flatnonzero(valid.any(axis=0)).tolist(), derived))
+        asked = np.flatnonzero(valid.any(axis=0))
+        by_world = dict(zip(asked.tolist(), derive_batch(spec, m, asked)))
         params = _host(m.params)
         for i, t in enumerate(templates):
             s = stats[t.name]
@@ -216,7 +215,6 @@ def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: i
             row |= baselines(i, fit, test)
         row["passed"] = passes(row)
         rows.append(row)
-    del scenario
     return rows
 
 
