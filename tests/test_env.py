@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import physsim.env
+from physsim.sim import params as params_lib
 from physsim.sim.scene import SceneLayout
 
 RAMP_BATCH, RAMP_SECONDS = 8, 1.0  # one compiled ramp program shared by these tests
@@ -104,13 +105,37 @@ def test_sampled_parameters_stay_in_their_ranges(key):
         params = env.reset(key, batch_size=512).params
         for spec in env.param_specs:
             values = np.asarray(params[spec.name])
-            ranges = spec.ood if (split == "ood" and spec.ood) else (spec.train,)
+            ranges = spec.ood if (split == "ood" and spec.ood) else spec.train_segments()
             inside = np.zeros(values.shape, bool)
             for lo, hi in ranges:
                 inside |= (values >= lo - 1e-5) & (values <= hi + 1e-5)
             assert inside.all(), (split, spec.name)
     ood_gravity = np.asarray(physsim.env.make("ramp", split="ood").reset(key, batch_size=64).params["gravity"])
     assert ood_gravity.min() >= 1.6 and ood_gravity.max() <= 3.7 and ood_gravity.std() > 0.1
+
+
+def test_a_gap_in_a_training_range_is_never_drawn_and_the_rest_is_uniform(key):
+    spec = params_lib.Param("x", "", "", train=(-1.0, 2.0), valid=params_lib.Interval(-5.0, 5.0),
+                            gaps=((1.0, 1.5), (-0.5, 0.0)))
+    x = np.asarray(spec.sample(key, (40_000,), "train"))
+    assert ((x >= -1.0) & (x <= 2.0)).all()
+    assert not (((x > 1.0) & (x < 1.5)) | ((x > -0.5) & (x < 0.0))).any()
+    # Uniform over the 2 units left: each half-unit bin holds a quarter (binomial sd 0.0022 at this size).
+    for lo in (-1.0, 0.0, 0.5, 1.5):
+        assert abs(np.mean((x >= lo) & (x < lo + 0.5)) - 0.25) < 0.01, lo
+    for gaps in (((1.0, 3.0),), ((0.0, 1.0), (0.5, 1.5))):
+        with pytest.raises(ValueError, match="gap"):
+            params_lib.Param("x", "", "", train=(-1.0, 2.0), valid=params_lib.Interval(-5.0, 5.0), gaps=gaps)
+
+
+def test_stack_draws_no_block_with_its_centre_near_its_supports_edge(key):
+    """The stack family's knife-edge band (a block shifted half a width) is left out of every split."""
+    from physsim.scenarios import stack
+
+    spec = next(p for p in stack.PARAMS if p.name == "shift")
+    for split in ("train", "ood"):
+        shift = np.abs(np.asarray(spec.sample(key, (4096, 5), split)))
+        assert not ((shift > 0.45) & (shift < 0.55)).any() and (shift > 0.55).mean() > 0.1, split
 
 
 def test_parameters_change_the_motion(ramp_env, key):

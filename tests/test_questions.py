@@ -154,9 +154,16 @@ def test_a_no_means_never_and_a_value_at_an_event_needs_the_event():
 
 def test_answers_that_depend_on_the_visible_configuration_say_so():
     env = physsim.env.make("stack")
-    state = env.reset(jax.random.key(1), 4, count=[2, 3, 4, 5], shift=0.55)
+    # Equal blocks. Tower 0: the green block's centre 0.02 half-widths inside the red one's edge; tower 1: a
+    # load 0.1 half-widths inside its support's edge at worst; towers 2, 3 topple.
+    shift = [[0.0, 0.49, 0.0, 0.0, 0.0], [0.0, 0.3, 0.3, 0.0, 0.0], [0.55] * 5, [0.55] * 5]
+    state = env.reset(jax.random.key(1), 4, count=[2, 3, 4, 5], shift=shift, mass=1.0)
     measured = pipeline.measure_facts("stack", state.params, *_world_and_frames(env, state),
                                       view=pipeline.View.of(pipeline.BatchSpec("stack").resolved()))
+    # Statics decides within a hair of the edge: knife-edge, whatever the simulation did (Fact.edge).
+    falls = measured.facts["falls"]
+    np.testing.assert_array_equal(np.asarray(falls.edge)[:2], [True, False])
+    assert not bool(pipeline.stable(scenarios.get("stack").questions[0], falls, measured.shadow["falls"])[0])
     fact = measured.facts["lowest_to_fall"]
     # Options are the green to purple blocks: a tower of c blocks allows the lowest c - 1 of them.
     np.testing.assert_array_equal(np.asarray(fact.classes).sum(axis=1), [1, 2, 3, 4])

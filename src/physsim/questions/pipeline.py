@@ -339,12 +339,13 @@ def class_mask(template: Template, f: Fact, n_max: int) -> jax.Array:
 
 def stable(template: Template, f: Fact, shadow: Fact) -> jax.Array:
     """(B,) bool: the shadow world gives the same answer (a number that would be judged right against this
-    one), so the question is not knife-edge."""
+    one) and the family's closed-form criterion (`Fact.edge`) does not flag the world, so the question is not
+    knife-edge."""
     if template.kind == "number":
         same = jnp.abs(f.value - shadow.value) <= template.tolerance(f.value)
     else:
         same = jnp.round(f.value) == jnp.round(shadow.value)
-    return shadow.valid & same
+    return shadow.valid & same & ~jnp.asarray(f.edge, bool)
 
 
 def askable(spec: BatchSpec, measured: Measured) -> tuple[jax.Array, jax.Array]:

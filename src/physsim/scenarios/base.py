@@ -42,14 +42,18 @@ class Fact:
     valid: jax.Array  # () bool: the question is well posed for this world
     time: jax.Array  # () float32 s: the event behind it (for explanations); nan if none
     classes: jax.Array | None = None  # (n_classes,) bool, or None: every class possible
+    # () bool: the world is knife-edge for this fact by a closed-form criterion (e.g. a tower's load within a
+    # hair of its support's edge), found without the shadow world; it is dropped and counted like a shadow flip.
+    edge: jax.Array | bool = False
 
 
-def fact(value, valid=True, time=jnp.nan, classes=None) -> Fact:
+def fact(value, valid=True, time=jnp.nan, classes=None, edge=False) -> Fact:
     return Fact(
         value=jnp.asarray(value, jnp.float32),
         valid=jnp.asarray(valid, bool),
         time=jnp.asarray(time, jnp.float32),
         classes=None if classes is None else jnp.asarray(classes, bool),
+        edge=jnp.asarray(edge, bool),
     )
 
 

@@ -37,12 +37,23 @@ from physsim.sim.scene import ObjectSlot, SceneLayout
 COLOURS = tuple(PALETTE)  # red, green, blue, yellow, purple
 FALLEN = 1.5  # half-sizes: a block that ends this far below its start has fallen (off a tower it drops >= 2)
 LEANS = 0.5  # half-sizes: one that ends between this and FALLEN below its start leans; none asked about
+# Half-widths: a tower whose load at some level lies closer than this to its support's edge is knife-edge.
+# Measured: the audit's float64 route disagreed on towers 0.014-0.046 half-widths (1-3 mm) from tipping, far
+# inside a pixel, which the 0.1 mm shadow world did not cross.
+EDGE = 0.05
+# s: a block that starts to fall this long after the first one was knocked off by the falling blocks, not
+# toppled with them. Where it lands is decided by secondary collisions, which MJX and MuJoCo C resolve
+# differently (the audit disagreed on such towers): the lowest block to fall is then knife-edge.
+KNOCKED = 0.4
 
 PARAMS = (
     Param("count", "", "number of blocks in the tower", train=(2.0, 5.0), valid=Interval(2.0, 5.0),
           choices=(2, 3, 4, 5)),
-    Param("shift", "", "sideways shift of each block on the one below, in block widths", train=(-0.6, 0.6),
-          valid=Interval(-1.0, 1.0), per_object=True),
+    # A block shifted half a width stands with its own centre on its support's edge: a hair decides whether it
+    # stays once the blocks above are gone (the audit's float64 route disagreed on such towers, 0.46-0.49
+    # widths out), so shifts within 0.05 widths of a half are not drawn.
+    Param("shift", "", "sideways shift of each block on the one below, in block widths", train=(-0.65, 0.65),
+          valid=Interval(-1.0, 1.0), per_object=True, gaps=((-0.55, -0.45), (0.45, 0.55))),
     # Held out: larger blocks (shifts stay in range: larger shifts topple every tower), rougher, heavier blocks
     # and stronger gravity.
     Param("size", "m", "half-edge of the blocks", train=(0.05, 0.08), ood=((0.082, 0.09),), valid=Interval(0.02, 0.2)),
@@ -136,6 +147,19 @@ class Stack(Scenario):
         rest = _all_rest(f, in_play)
         decided = unseen & rest & ~unclear
         lowest = jnp.argmax(fell)  # the bottom block stands on the floor and cannot drop: options start at green
+        # Which blocks fall is decided by statics at the tower that is left standing: blocks 0..L-1 below the
+        # lowest fallen one L (the whole tower if none fell) stand, and L itself came off. If either that
+        # tower or the one with L still on it is within EDGE of tipping at some level, the outcome is a
+        # knife-edge: which way it goes depends on rounding (float32 here, float64 in the audit), not on
+        # anything a video shows. This reads the masses, a sampled parameter, only to decide whether to ask.
+        # The tower as it starts is checked too (where it breaks first).
+        left = jnp.where(falls, lowest, count)
+        x0, mass, half = f.pos[0, :, 0], run.world.mass, run.world.size[:, 0]
+        near = jnp.min(jnp.stack([_nearest_edge(x0, mass, half, top)
+                                  for top in (left - 1, jnp.minimum(left, count - 1), count - 1)]))
+        edge = near < EDGE
+        t_start = jnp.min(jnp.where(drop > 0.5 * h, f.time[:, None], jnp.inf), axis=0)  # (N,) each block's
+        knocked = t_start[lowest] > t_first + KNOCKED
         # Where the top block ends: how far its resting place lies left or right of its start. (Its exact
         # distance depends on how it tumbles, which MJX and MuJoCo C resolve differently for boxes; the side
         # it falls to is set by the tower's visible overhang.)
@@ -143,10 +167,10 @@ class Stack(Scenario):
         shift = f.pos[-1, top, 0] - f.pos[0, top, 0]
         aside = jnp.abs(shift) >= 2 * h[top]  # at least a block's width to one side
         return {
-            "falls": fact(falls, decided, t_first),
+            "falls": fact(falls, decided, t_first, edge=edge),
             "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3), t_first,
-                                   classes=jnp.arange(n - 1) < count - 1),
-            "top_side": fact(shift > 0, falls & decided & aside, t_first),
+                                   classes=jnp.arange(n - 1) < count - 1, edge=edge | knocked),
+            "top_side": fact(shift > 0, falls & decided & aside, t_first, edge=edge),
             # What is drawn: as many blocks as sampled (the parked ones are out of view), each in view.
             "count": fact(count - 2, jnp.all(measure.in_view(run.camera, run.camera_jitter, f.pos[0], jnp.sqrt(3.0) * h)
                                              | ~in_play)),
@@ -190,6 +214,20 @@ class Stack(Scenario):
             "top_side": float(shift > 0),
             "count": float(len(seen) - 2),
         }
+
+
+def _nearest_edge(x: jax.Array, mass: jax.Array, half: jax.Array, top: jax.Array) -> jax.Array:
+    """How close (in half-widths of the support) the tower of blocks 0..top comes to tipping at any level:
+    min over levels k of | |centre of mass of blocks k..top - x[k-1]| / half[k-1] - 1 |; inf if top < 1."""
+    n = x.shape[0]
+    idx = jnp.arange(n)
+    closest = jnp.inf
+    for k in range(1, n):
+        load = (idx >= k) & (idx <= top)
+        com = jnp.sum(jnp.where(load, mass * x, 0.0)) / jnp.maximum(jnp.sum(jnp.where(load, mass, 0.0)), 1e-9)
+        margin = jnp.abs(jnp.abs(com - x[k - 1]) / half[k - 1] - 1.0)
+        closest = jnp.where(k <= top, jnp.minimum(closest, margin), closest)
+    return closest
 
 
 def _all_rest(f, in_play):

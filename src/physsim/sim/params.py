@@ -64,6 +64,9 @@ class Param:
     `choices` marks a discrete parameter (sampled uniformly from the listed
     values, e.g. a shape index); otherwise the value is continuous, sampled
     uniformly (log-uniformly when `log`) from `train` or from one of `ood`.
+    `gaps` are open intervals left out of `train` (uniformly over what
+    remains): bands where a family's outcome turns on a hair, e.g. a block
+    whose own centre sits at its support's edge.
     """
 
     name: str
@@ -75,11 +78,19 @@ class Param:
     per_object: bool = False
     log: bool = False
     choices: tuple[int, ...] = ()
+    gaps: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         lo, hi = self.train
         if not (lo <= hi and self.valid.contains(np.array([lo, hi])).all()):
             raise ValueError(f"{self.name}: train range {self.train} not inside valid {self.valid}")
+        if self.gaps and (self.log or self.choices):
+            raise ValueError(f"{self.name}: gaps apply to a uniform continuous parameter")
+        for glo, ghi in self.gaps:
+            if not lo < glo < ghi < hi:
+                raise ValueError(f"{self.name}: gap {(glo, ghi)} not strictly inside train {self.train}")
+        if any(a[1] > b[0] for a, b in zip(sorted(self.gaps), sorted(self.gaps)[1:])):
+            raise ValueError(f"{self.name}: gaps {self.gaps} overlap")
         for olo, ohi in self.ood:
             if not self.valid.contains(np.array([olo, ohi])).all():
                 raise ValueError(f"{self.name}: ood range {(olo, ohi)} not inside valid {self.valid}")
@@ -89,9 +100,21 @@ class Param:
     def shape(self, batch_size: int, n_objects: int) -> tuple[int, ...]:
         return (batch_size, n_objects) if self.per_object else (batch_size,)
 
+    def train_segments(self) -> tuple[tuple[float, float], ...]:
+        """`train` without its gaps, as ordered closed segments."""
+        edges = [self.train[0]] + [x for g in sorted(self.gaps) for x in g] + [self.train[1]]
+        return tuple(zip(edges[::2], edges[1::2]))
+
     def sample(self, key: jax.Array, shape: tuple[int, ...], split: str) -> jax.Array:
         if self.choices:
             return jax.random.choice(key, jnp.asarray(self.choices, jnp.int32), shape)
+        if self.gaps and not (split == "ood" and self.ood):
+            # Uniform over the segments: a uniform length along them laid end to end, mapped back.
+            seg = np.asarray(self.train_segments(), np.float64)
+            starts = np.concatenate([[0.0], np.cumsum(seg[:, 1] - seg[:, 0])])
+            u = jax.random.uniform(key, shape, jnp.float32, 0.0, float(starts[-1]))
+            i = jnp.clip(jnp.searchsorted(jnp.asarray(starts[1:-1], jnp.float32), u, side="right"), 0, len(seg) - 1)
+            return jnp.asarray(seg[:, 0], jnp.float32)[i] + u - jnp.asarray(starts[:-1], jnp.float32)[i]
         ranges = self.ood if (split == "ood" and self.ood) else (self.train,)
         k_range, k_value = jax.random.split(key)
         bounds = jnp.asarray(ranges, jnp.float32)
