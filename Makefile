@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= experiments/tiny.py
 ARGS ?=
 
-.PHONY: install test train validate audit bench clean
+.PHONY: install test test-fast train validate audit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ install: $(STAMP)
 
 # The Warp tests get their own process: Warp loads its own LLVM, and XLA compiling in the
 # same process afterwards crashed (see tests/test_warp.py).
+# Two workers (pytest-xdist); tests sharing an expensive fixture stay on one (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --ignore=tests/test_warp.py
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --ignore=tests/test_warp.py
 	$(BIN)/python -m pytest -q tests/test_warp.py
+
+# The edit loop: everything but the tests marked slow (training runs, per-family audits, fuzzing).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" --ignore=tests/test_warp.py
 
 validate: $(STAMP)
 	$(BIN)/python -m physsim.validate --json out/validate.json

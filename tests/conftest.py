@@ -1,5 +1,8 @@
 """Shared, compiled-once fixtures. Importing physsim turns on the persistent
-JAX compilation cache (~/.cache/physsim/jax), so reruns skip MJX compiles."""
+JAX compilation cache (~/.cache/physsim/jax), so reruns skip MJX compiles.
+
+`make test` runs two pytest-xdist workers (`--dist loadgroup`): tests that share an expensive fixture are
+kept on one worker (`pytest_collection_modifyitems` below), the rest go wherever a worker is free."""
 
 import gc
 
@@ -42,3 +45,29 @@ def release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+# Fixtures that cost a compile and a simulation or a training run: every test that uses one runs on the same
+# worker, so that it is built once. `measured` holds one batch per family: its tests are grouped by family
+# (with the family's fuzz test, which runs the same compiled program).
+SHARED = {"overfit": "model", "saved": "model", "random_tiny": "model", "uninterrupted": "runs",
+          "validation_rows": "validation", "fresh_records": "records"}
+BY_FAMILY = ("test_questions.py", "test_reliability.py")
+# Tests that take a minute or more from an empty compilation cache; `make test-fast` leaves them out.
+SLOW_FIXTURES = {"overfit", "saved", "uninterrupted", "validation_rows", "measured"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        family = getattr(item, "callspec", None) and item.callspec.params.get("family")
+        names = set(item.fixturenames)
+        if family and item.path.name in BY_FAMILY:
+            group = f"family-{family}"
+        elif "measured" in names:  # which family's batch the test reads, as its marker says
+            group = f"family-{item.get_closest_marker('batch_of').args[0]}"
+        else:
+            group = next((SHARED[n] for n in sorted(names) if n in SHARED), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        if names & SLOW_FIXTURES or (family and item.path.name in BY_FAMILY):
+            item.add_marker(pytest.mark.slow)

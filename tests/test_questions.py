@@ -45,17 +45,16 @@ def test_every_family_asks_a_descriptive_question_and_all_task_types_are_asked()
     assert templates.TASKS[0] == "descriptive"
 
 
-@pytest.mark.parametrize("split", ["train", "ood"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_facts_obey_the_laws_their_family_checks(family, split, measured):
-    _, m = measured(family, split)
+def test_facts_obey_the_laws_their_family_checks(family, measured):
+    """On the training split (the held-out split's checks are in `make validate`, over the same 64 worlds
+    per family: simulating them here cost a quarter of the suite's time)."""
+    _, m = measured(family)
     checks = selfcheck.fact_checks(family, m)
     assert checks
     for c in checks:
-        if split == "train":
-            assert c.n >= 3, f"{family}: only {c.n} worlds to check '{c.name}'"
-        if c.n:
-            assert c.passed, f"{family} ({split}): {c.name}: {c.agree:.1%} of {c.n} agree, need {c.required:.0%}"
+        assert c.n >= 3, f"{family}: only {c.n} worlds to check '{c.name}'"
+        assert c.passed, f"{family}: {c.name}: {c.agree:.1%} of {c.n} agree, need {c.required:.0%}"
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -108,6 +107,7 @@ def test_a_question_whose_answer_flips_in_the_shadow_world_is_not_asked():
     assert not bool(pipeline.stable(metres, f, g)[0])
 
 
+@pytest.mark.batch_of("chain")
 def test_shadow_worlds_start_a_tenth_of_a_millimetre_away_and_knife_edge_ones_are_dropped(measured):
     spec, m = measured("chain")
     world = jax.vmap(lambda p: scenarios.get("chain").world(p, scenarios.get("chain").layout()))(m.params)
@@ -306,6 +306,7 @@ def test_default_specs_of_every_family_are_consistent():
         assert r.templates()
 
 
+@pytest.mark.batch_of("projectile")
 def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_path, monkeypatch, measured):
     import json
 
@@ -324,6 +325,7 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
 
 
+@pytest.mark.batch_of("collision")
 def test_audit_cli_writes_one_row_per_template_and_refuses_bad_input(tmp_path, monkeypatch, capsys, measured):
     import json
 

@@ -118,6 +118,7 @@ def test_exploding_worlds_are_masked_and_counted_and_nonfinite_updates_skipped(f
             assert all(changed)
 
 
+@pytest.mark.slow
 def test_run_stops_on_consecutive_skips_then_on_invalid_worlds_and_keeps_its_checkpoints(faulty, tmp_path):
     # Skips: steps 2 and 3 are poisoned, 2 updates each; the third skip in a row stops the run at step 3.
     config = faulty_config(tmp_path, **{"train.max_consecutive_skips": 3, "train.checkpoint_every": 1})
@@ -217,6 +218,7 @@ def metrics_lines(run_dir: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(tmp_path):
     steps = 24  # enough that the SIGTERM (sent once step 6 is logged) lands well before the end
     config = small_config(tmp_path / "cli", **{"train.steps": steps, "run.name": "killed"})
@@ -367,6 +369,7 @@ def test_config_values_of_the_wrong_type_are_refused_by_name(data, tmp_path_fact
 
 
 # ---------------------------------------------------------------- multi-process
+@pytest.mark.slow
 def test_two_processes_on_loopback_train_like_one_process(tmp_path):
     """jax.distributed over loopback (CPU collectives by gloo), one CPU device per process, against one
     process with one device: the same 2 scene shards per step, so the same global batch."""
