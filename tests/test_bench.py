@@ -107,7 +107,9 @@ def test_quick_bench_writes_every_section_with_figure_unit_batch_and_device(tmp_
     assert ref["samples"] <= ref["scenes"] == 8
     train = next(r for r in rows if r["section"] == "train")
     assert set(train["share"]) == {"simulation", "rendering", "questions", "model"}
-    assert all(0 <= v <= 1.0 for v in train["share"].values())
+    # Shares are ratios of separately timed programs: under load (two test workers) the simulation timed
+    # alone took longer than the whole step, 1.0 is not a bound that holds on any machine.
+    assert all(math.isfinite(v) and v >= 0 for v in train["share"].values())
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
