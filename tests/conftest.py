@@ -30,6 +30,18 @@ def validation_rows():
 
 
 @pytest.fixture(scope="session")
+def uninterrupted(tmp_path_factory):
+    """The small config of tests/helpers.py trained in this process, 12 steps without a stop: the reference
+    the resume tests (test_train) and the kill-and-signal test (test_reliability) compare their losses to."""
+    from helpers import small_config
+
+    from physsim.train import run
+
+    config = small_config(tmp_path_factory.mktemp("runs"), **{"run.name": "straight"})
+    return config, run.train(config)
+
+
+@pytest.fixture(scope="session")
 def key():
     return jax.random.key(0)
 
@@ -57,11 +69,13 @@ BY_FAMILY = ("test_questions.py", "test_reliability.py")
 SLOW_FIXTURES = {"overfit", "saved", "uninterrupted", "validation_rows", "measured"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the test ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         family = getattr(item, "callspec", None) and item.callspec.params.get("family")
+        per_family = bool(family) and item.path.name in BY_FAMILY  # a family's batch or its fuzzing
         names = set(item.fixturenames)
-        if family and item.path.name in BY_FAMILY:
+        if per_family:
             group = f"family-{family}"
         elif "measured" in names:  # which family's batch the test reads, as its marker says
             group = f"family-{item.get_closest_marker('batch_of').args[0]}"
@@ -69,5 +83,5 @@ def pytest_collection_modifyitems(config, items):
             group = next((SHARED[n] for n in sorted(names) if n in SHARED), None)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        if names & SLOW_FIXTURES or (family and item.path.name in BY_FAMILY):
+        if names & SLOW_FIXTURES or per_family:
             item.add_marker(pytest.mark.slow)
