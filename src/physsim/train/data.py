@@ -205,6 +205,14 @@ def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: Mode
     return concatenate([b for b, _, _ in parts]), faults
 
 
+@functools.lru_cache(maxsize=None)
+def shard_shapes(specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> Batch:
+    """The shapes and dtypes of one shard's batch (`jax.ShapeDtypeStruct`s). Tracing a family's simulation
+    takes seconds, and the trainer needs these shapes three times before its step is traced (the replay
+    ring's shape, its shardings, its initial value): traced once per process."""
+    return jax.eval_shape(lambda: shard_batch(jax.random.key(0), specs, cfg)[0])
+
+
 def shard_keys(key: jax.Array, first: jax.Array | int, count: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(count))
 

@@ -94,8 +94,7 @@ def empty_replay(config: Config) -> data_lib.Batch | None:
     if not config.data.replay:
         return None
     specs = data_lib.family_specs(config)
-    one_shard = jax.eval_shape(lambda: data_lib.shard_batch(jax.random.key(0), specs, config.model)[0])
-    return replay_lib.empty(one_shard, config.data.shards, config.data.replay)
+    return replay_lib.empty(data_lib.shard_shapes(specs, config.model), config.data.shards, config.data.replay)
 
 
 def state_shardings(config: Config, mesh: jax.sharding.Mesh, abstract_params) -> TrainState:
