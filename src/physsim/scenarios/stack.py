@@ -141,8 +141,10 @@ class Stack(Scenario):
         fell = (drop[-1] > FALLEN * h) & in_play
         unclear = ((drop[-1] > LEANS * h) & ~fell & in_play).any()
         falls = fell.any()
-        # The first visible sign of falling: a block a quarter of its height down.
-        t_first = jnp.min(jnp.where((drop > 0.5 * h) & in_play, f.time[:, None], jnp.inf))
+        # The first visible sign of falling: a block a quarter of its height down (each block's time, and the
+        # first of the blocks in play).
+        t_start = jnp.min(jnp.where(drop > 0.5 * h, f.time[:, None], jnp.inf), axis=0)  # (N,)
+        t_first = jnp.min(jnp.where(in_play, t_start, jnp.inf))
         unseen = t_first > t_obs  # nothing is falling yet in the last frame shown
         # "No" means never, and which blocks fell is final: asked only once every block is at rest.
         rest = _all_rest(f, in_play)
@@ -156,11 +158,10 @@ class Stack(Scenario):
         # So is the tower as it starts at the level where it broke (the load from L up on L - 1).
         left = jnp.where(falls, lowest, count)
         x0, mass, half = f.pos[0, :, 0], run.world.mass, run.world.size[:, 0]
-        near = jnp.minimum(_margins(x0, mass, half, left - 1).min(),
-                           _margins(x0, mass, half, jnp.minimum(left, count - 1)).min())
-        near = jnp.where(falls, jnp.minimum(near, _margins(x0, mass, half, count - 1)[lowest]), near)
+        margins = lambda top: jnp.abs(_overhangs(x0, mass, half, top))  # noqa: E731
+        near = jnp.minimum(margins(left - 1).min(), margins(jnp.minimum(left, count - 1)).min())
+        near = jnp.where(falls, jnp.minimum(near, margins(count - 1)[lowest]), near)
         edge = near < EDGE
-        t_start = jnp.min(jnp.where(drop > 0.5 * h, f.time[:, None], jnp.inf), axis=0)  # (N,) each block's
         knocked = t_start[lowest] > t_first + KNOCKED
         # Where the top block ends: how far its resting place lies left or right of its start. (Its exact
         # distance depends on how it tumbles, which MJX and MuJoCo C resolve differently for boxes; the side
@@ -185,18 +186,10 @@ class Stack(Scenario):
     def checks(cls, m, layout: SceneLayout):
         """Statics: a tower of rigid blocks stands iff, at every level, the centre of mass of the blocks above
         lies over the block below (within its half-width); away from that boundary the simulation must agree."""
-        p, facts = m.params, m.facts
-        x = m.frames.pos[:, 0, :, 0]  # (B, N) starting positions
-        mass, h = m.world.mass, m.world.size[:, :, 0]
-        count = p["count"].astype(int)
-        n = layout.n_objects
-        worst = np.full(len(count), -np.inf)  # how far (in half-widths) the worst level's load overhangs
-        for k in range(1, n):
-            above = (np.arange(n) >= k)[None] & (np.arange(n)[None] < count[:, None])
-            load = (mass * x * above).sum(1) / np.maximum((mass * above).sum(1), 1e-9)
-            overhang = np.abs(load - x[:, k - 1]) / h[:, k - 1] - 1.0
-            worst = np.where(k < count, np.maximum(worst, overhang), worst)
-        falls = facts["falls"]
+        count = m.params["count"].astype(int)
+        # How far (in half-widths) the load overhangs its support at the worst level of each starting tower.
+        worst = np.asarray(_overhangs(m.frames.pos[:, 0, :, 0], m.world.mass, m.world.size[:, :, 0], count - 1)).max(-1)
+        falls = m.facts["falls"]
         return [("falls = at some level the blocks above overhang their support (statics), away from the edge",
                  (falls.value > 0.5) == (worst > 0), falls.valid & (np.abs(worst) > 0.15), 0.95)]
 
@@ -221,17 +214,21 @@ class Stack(Scenario):
         }
 
 
-def _margins(x: jax.Array, mass: jax.Array, half: jax.Array, top: jax.Array) -> jax.Array:
-    """(N,) how close (in half-widths of the support) the tower of blocks 0..top comes to tipping at each
-    level k: | |centre of mass of blocks k..top - x[k-1]| / half[k-1] - 1 |; inf for k = 0 and k > top."""
-    n = x.shape[0]
+def _overhangs(x: jax.Array, mass: jax.Array, half: jax.Array, top: jax.Array) -> jax.Array:
+    """(..., N) for the tower of blocks 0..top (x, mass, half (..., N); top (...)): how far, in half-widths of
+    its support, the centre of mass of blocks k..top lies beyond the edge of block k - 1 at each level k,
+    |com - x[k-1]| / half[k-1] - 1 (statics: the tower tips at a level where this is positive); -inf for
+    k = 0 and k > top."""
+    n = x.shape[-1]
     idx = jnp.arange(n)
-    out = [jnp.inf]
+    top = jnp.asarray(top)
+    out = [jnp.full(top.shape, -jnp.inf)]
     for k in range(1, n):
-        load = (idx >= k) & (idx <= top)
-        com = jnp.sum(jnp.where(load, mass * x, 0.0)) / jnp.maximum(jnp.sum(jnp.where(load, mass, 0.0)), 1e-9)
-        out.append(jnp.where(k <= top, jnp.abs(jnp.abs(com - x[k - 1]) / half[k - 1] - 1.0), jnp.inf))
-    return jnp.stack(out)
+        load = (idx >= k) & (idx <= top[..., None])
+        com = (jnp.sum(jnp.where(load, mass * x, 0.0), -1) /
+               jnp.maximum(jnp.sum(jnp.where(load, mass, 0.0), -1), 1e-9))
+        out.append(jnp.where(k <= top, jnp.abs(com - x[..., k - 1]) / half[..., k - 1] - 1.0, -jnp.inf))
+    return jnp.stack(out, -1)
 
 
 def _all_rest(f, in_play):
