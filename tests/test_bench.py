@@ -13,7 +13,7 @@ from physsim.scenarios import measure
 from physsim.sim import simulate
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def collision_traj(collision_env):
     # Speeds towards each other so that most worlds collide inside the rollout.
     state = collision_env.reset(jax.random.key(3), batch_size=4)

@@ -15,7 +15,7 @@ from physsim.questions.templates import Template
 FAMILY = "collision"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fresh_records():
     return list(generate.records(FAMILY, "test_ood", 6, seed=7, batch_size=4))
 

@@ -70,7 +70,7 @@ def test_bad_duration(ramp_env, key):
             ramp_env.rollout(state, seconds)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ramp_traj(ramp_env, key):
     state = ramp_env.reset(key, batch_size=RAMP_BATCH)
     return state, ramp_env.rollout(state, RAMP_SECONDS)

@@ -60,7 +60,7 @@ def test_layout_validation(objects, pattern):
         SceneLayout(objects=objects, statics=())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def head_on(collision_env, key):
     # The slipperiest balls allowed: floor friction barely changes the momentum the push gives.
     state = collision_env.reset(key, batch_size=4, speed=[2.0, 0.0], gap=0.5, radius=0.08, friction=0.03,
