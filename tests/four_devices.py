@@ -1,5 +1,5 @@
-"""Run by tests/test_train.py in a subprocess with 4 forced CPU devices: one training step on a
-4-device mesh and on a 1-device mesh, from the same state and key; prints the metrics as JSON."""
+"""Run by tests/test_train.py in a subprocess with 4 forced CPU devices: one training step on a 1-device
+mesh and on a 4-device mesh with FSDP, from the same state and key; prints the metrics as JSON."""
 
 import os
 import sys
@@ -19,28 +19,19 @@ def main() -> None:
     config = config_lib.replace(config_lib.load(sys.argv[1]), config_lib.parse_overrides(sys.argv[2:]))
     assert jax.device_count() == 4, jax.devices()
     out = {}
-    batches = {}
-    for name, devices, fsdp in (("four", jax.devices(), 1), ("one", jax.devices()[:1], 1), ("fsdp", jax.devices(), 2)):
+    # One step from the same state and key on one device, and on four with parameters split over two of
+    # them (FSDP) and the scene shards over all four. (A third program, four devices without FSDP, and
+    # comparing the batches themselves cost three more compiles of the simulation: a batch that differed
+    # would show in the losses below, which agree to 1e-4.)
+    for name, devices, fsdp in (("one", jax.devices()[:1], 1), ("fsdp", jax.devices(), 2)):
         cfg = config_lib.replace(config, {"train.fsdp": fsdp})
         m = mesh.make_mesh(fsdp, devices)
         graphdef, state, shardings = step.init_state(cfg, m)
         fn = step.make_step(cfg, graphdef, m, shardings)
-        if name != "fsdp":  # the batch does not depend on how parameters are sharded: compiled twice, not thrice
-            batches[name] = jax.device_get(jax.jit(lambda k, cfg=cfg, m=m: data.global_batch(k, cfg, m)[0])(
-                jax.random.fold_in(jax.random.wrap_key_data(state.key), 0)))
         state, metrics = fn(state)
         out[name] = {k: float(v) for k, v in jax.device_get(metrics).items() if k != step.FAULT_EXAMPLES}
         out[name]["devices"] = len(state.params["embed"]["embedding"].sharding.device_set)
         out[name]["param_shard_shape"] = list(state.params["blocks"][0]["mlp"]["fc1"]["kernel"].addressable_shards[0].data.shape)
-    one, four = batches["one"], batches["four"]
-    out["batch"] = {
-        "tokens_equal": bool((one.question == four.question).all() and (one.answer == four.answer).all()),
-        "pixels_equal": float((one.video == four.video).mean()),
-        # Over the targets trained on (not knife-edge in both batches).
-        "targets_max_diff_m": float(abs(one.targets - four.targets)[one.target_ok & four.target_ok].max()),
-        "target_ok_equal": float((one.target_ok == four.target_ok).mean()),
-        "properties_max_diff": float(abs(one.properties - four.properties).max()),
-    }
     try:
         data.check(config_lib.replace(config, {"data.shards": 6}), jax.device_count())
         out["indivisible"] = "accepted"

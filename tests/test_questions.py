@@ -13,18 +13,19 @@ from physsim.questions import answers, pipeline, selfcheck, templates
 from physsim.questions import tokenizer as tok_lib
 from physsim.scenarios.base import Fact
 
-FAMILIES = scenarios.names()
+from helpers import measured_worlds
 
+FAMILIES = scenarios.names()
 
 @pytest.fixture(scope="session")
 def measured():
-    """The audit's first batch of 64 worlds (with twins and shadows) per family and split, compiled once and
-    shared by the fact checks, the balance, the audit and the fuzz tests."""
+    """The audit's first worlds (`measured_worlds`, with twins and shadows) per family and split, compiled
+    once and shared by the fact checks, the balance, the audit and the fuzz tests."""
     cache = {}
 
     def get(family, split="train"):
         if (family, split) not in cache:
-            cache[family, split] = audit.measured_batch(family, split)
+            cache[family, split] = audit.measured_batch(family, split, n_worlds=measured_worlds(family))
         return cache[family, split]
 
     return get
@@ -47,8 +48,8 @@ def test_every_family_asks_a_descriptive_question_and_all_task_types_are_asked()
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_facts_obey_the_laws_their_family_checks(family, measured):
-    """On the training split (the held-out split's checks are in `make validate`, over the same 64 worlds
-    per family: simulating them here cost a quarter of the suite's time)."""
+    """On the training split (the held-out split's checks are in `make validate`, on 64 worlds per family:
+    simulating them here cost a quarter of the suite's time)."""
     _, m = measured(family)
     checks = selfcheck.fact_checks(family, m)
     assert checks
@@ -62,7 +63,8 @@ def test_every_template_agrees_with_its_independent_route_and_has_no_shortcut(fa
     """The audit on the shared batch: agreement is not significantly below the template's bar (Wilson 95%
     upper bound), at most 20% of well-posed worlds are dropped as knife-edge (with sampling slack), and
     neither the question alone nor the question and the visible configuration beat chance by 5 points."""
-    rows = audit.audit_family(family, "train", audit.BATCH, measured=lambda k: measured(family)[1], log=lambda s: None)
+    n = measured_worlds(family)
+    rows = audit.audit_family(family, "train", n, batch=n, measured=lambda k: measured(family)[1], log=lambda s: None)
     assert {r["template"] for r in rows} == {t.name for t in scenarios.get(family).questions}
     for r in rows:
         name = f"{family}/{r['template']} ({r['route']})"
