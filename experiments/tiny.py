@@ -1,4 +1,4 @@
-"""The CPU default of `make train`: the tiny model on three cheap families, in about 10 minutes on 2 cores.
+"""The CPU default of `make train`: the tiny model on three cheap families, in about 20 minutes on 2 cores.
 
 Families: collision and projectile (state and counterfactual questions, and
 "which is heavier" from a collision) and compare (heavier / bouncier / more
