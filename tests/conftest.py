@@ -31,7 +31,7 @@ def validation_rows():
 
 @pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory):
-    """The small config of tests/helpers.py trained in this process, 12 steps without a stop: the reference
+    """The small config of tests/helpers.py trained in this process, 16 steps without a stop: the reference
     the resume tests (test_train) and the kill-and-signal test (test_reliability) compare their losses to."""
     from helpers import small_config
 

@@ -1,5 +1,6 @@
 """Run by tests/test_train.py in a subprocess with 4 forced CPU devices: one training step on a 1-device
-mesh and on a 4-device mesh with FSDP, from the same state and key; prints the metrics as JSON."""
+mesh, on a 4-device mesh, and on 4 devices with FSDP, from the same state and key; prints the metrics as
+JSON."""
 
 import os
 import sys
@@ -19,11 +20,11 @@ def main() -> None:
     config = config_lib.replace(config_lib.load(sys.argv[1]), config_lib.parse_overrides(sys.argv[2:]))
     assert jax.device_count() == 4, jax.devices()
     out = {}
-    # One step from the same state and key on one device, and on four with parameters split over two of
-    # them (FSDP) and the scene shards over all four. (A third program, four devices without FSDP, and
-    # comparing the batches themselves cost three more compiles of the simulation: a batch that differed
-    # would show in the losses below, which agree to 1e-4.)
-    for name, devices, fsdp in (("one", jax.devices()[:1], 1), ("fsdp", jax.devices(), 2)):
+    # One step from the same state and key on one device, on four (parameters replicated), and on four with
+    # parameters split over two of them (FSDP). (Comparing the batches themselves, tokens and pixels, cost
+    # two more compiles of the simulation; the test compares the losses, which read every question, answer
+    # and target of the batch.)
+    for name, devices, fsdp in (("one", jax.devices()[:1], 1), ("four", jax.devices(), 1), ("fsdp", jax.devices(), 2)):
         cfg = config_lib.replace(config, {"train.fsdp": fsdp})
         m = mesh.make_mesh(fsdp, devices)
         graphdef, state, shardings = step.init_state(cfg, m)

@@ -17,13 +17,15 @@ def measured_worlds(family: str) -> int:
     ramp's "does it slide" and stack's "lowest to fall", whose rarer answers need 48 (in 32: no world that
     does not slide; one configuration without its third answer)."""
     return 48 if family in ("ramp", "stack") else 32
+
+
 SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds; a replay ring of
-    # two steps' questions and two updates per step, so resuming must bring the ring back too. 12 steps:
+    # two steps' questions and two updates per step, so resuming must bring the ring back too. 16 steps:
     # room for the kill and signal test (test_reliability) to stop a run twice before its end, and every
     # run of this config (the step count is compiled into the learning-rate schedule) shares one program.
     "data.families": {"projectile": 1.0}, "data.worlds_per_shard": 2, "data.questions_per_world": 2,
     "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
-    "train.steps": 12, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
+    "train.steps": 16, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
     "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False,
 }
 

@@ -17,6 +17,7 @@ from helpers import measured_worlds
 
 FAMILIES = scenarios.names()
 
+
 @pytest.fixture(scope="session")
 def measured():
     """The audit's first worlds (`measured_worlds`, with twins and shadows) per family and split, compiled

@@ -221,7 +221,7 @@ def metrics_lines(run_dir: Path) -> int:
 @pytest.mark.slow
 def test_sigkill_in_a_save_then_sigterm_then_resume_lose_nothing(uninterrupted, tmp_path):
     straight, _ = uninterrupted  # the same config, trained without a stop (tests/conftest.py)
-    steps = straight.train.steps  # 12: the SIGTERM (sent once step 6 is logged) lands well before the end
+    steps = straight.train.steps  # 16: the SIGTERM (sent once step 6 is logged) lands well before the end
     config = config_lib.replace(straight, {"run.out_dir": str(tmp_path / "cli"), "run.name": "killed"})
     args = cli_args(config)
     ckpt = config.run_dir / "checkpoints"

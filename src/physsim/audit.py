@@ -52,7 +52,7 @@ AUDIT_STREAM = 3  # training draws stream 0 of a seed, evaluation 1, exports 2
 AGREEMENT = {"simulation": 0.99, "pixels": 0.97}  # the bar of each route, on the worlds asked
 KNIFE_EDGE_LIMIT = 0.20  # no template may drop more than this fraction of its well-posed worlds
 BASELINE_MARGIN = 0.05  # baselines must stay within this of the reported chance
-BATCH = 64  # worlds simulated per call (the compiled program is shared with the tests)
+BATCH = 64  # worlds simulated per call
 DRAWS = 2000  # balanced questions per template and batch for the baselines
 
 
