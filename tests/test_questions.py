@@ -40,6 +40,34 @@ def wilson_upper(successes: int, n: int, z: float = 1.96) -> float:
     return (centre + spread) / (1 + z * z / n)
 
 
+def test_settled_reads_motion_over_the_window_not_the_jitter_of_instantaneous_velocities():
+    """A box lying still whose velocities jitter above the rest speed (as MJX's soft contacts make them) has
+    settled; one sliding at 1.5x the rest speed, one rocking by 5 degrees, or one that starts to move in the
+    window has not. Each object of a batch of them is judged on its own."""
+    from types import SimpleNamespace
+
+    from physsim.scenarios import measure
+
+    t = np.arange(0.0, 2.0 + 1e-9, 0.04)
+    n = len(t)
+    rng = np.random.default_rng(0)
+    pos = np.zeros((n, 5, 3))
+    pos[:, :, 2] = 0.06
+    pos[:, 0] += rng.normal(0.0, 1e-4, (n, 3))  # 0: jitter of a tenth of a millimetre
+    pos[:, 1, 0] = 1.5 * measure.REST_SPEED * t  # 1: slides
+    pos[:, 3, 0] = np.where(t > 1.9, 0.01, 0.0)  # 3: knocked 1 cm in the last 0.1 s
+    quat = np.tile([1.0, 0.0, 0.0, 0.0], (n, 5, 1))
+    rock = np.radians(5.0) * np.sin(2 * np.pi * 3 * t)  # 2: rocks at 3 Hz
+    quat[:, 2] = np.stack([np.cos(rock / 2), np.sin(rock / 2), 0 * t, 0 * t], -1)
+    linvel = np.zeros((n, 5, 3))
+    linvel[:, 0] = rng.normal(0.0, 2 * measure.REST_SPEED, (n, 3))
+    frames = SimpleNamespace(time=jnp.asarray(t), pos=jnp.asarray(pos), quat=jnp.asarray(quat),
+                             linvel=jnp.asarray(linvel), angvel=jnp.zeros((n, 5, 3)))
+    assert not bool(measure.at_rest(frames, 0))  # the instantaneous reading calls the still box moving
+    np.testing.assert_array_equal(measure.settled(frames, jnp.arange(5)), [True, False, False, False, True])
+    assert bool(measure.settled(frames, 4)) and not bool(measure.settled(frames, 1))
+
+
 def test_every_family_asks_a_descriptive_question_and_all_task_types_are_asked():
     for family in FAMILIES:
         assert "descriptive" in {t.task for t in scenarios.get(family).questions}, family
@@ -131,8 +159,9 @@ def test_the_window_ends_at_the_last_frame_shown_and_facts_treat_later_events_as
     assert spec.observe_seconds == pytest.approx(spec.video_frames()[-1] / layout.fps)
     assert spec.observe_seconds == pytest.approx(0.56)  # 0.6 s at every 2nd of 25 frames/s shows 0 ... 0.56 s
     env = physsim.env.make("collision")
-    # Balls 0.54 m apart closing at 1 m/s: they touch at ~0.57 s, after the last frame shown.
-    state = env.reset(jax.random.key(0), 1, speed=[[0.5, 0.5]], gap=0.57, radius=[[0.08, 0.08]],
+    # Balls 0.54 m apart closing at 1 m/s: they touch at ~0.57 s, after the last frame shown. (Two such
+    # worlds: the batch size of the next test, whose compiled rollout and measurement this one reuses.)
+    state = env.reset(jax.random.key(0), 2, speed=[[0.5, 0.5]], gap=0.57, radius=[[0.08, 0.08]],
                       mass=[[0.5, 1.5]], restitution=[[0.5, 0.5]], friction=[[0.5, 0.5]])
     traj = env.rollout(state)
     hit = float(np.min(np.asarray(traj.frames.contact_time)[0, :, 2]))

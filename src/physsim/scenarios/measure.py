@@ -89,6 +89,20 @@ def at_rest(frames: Frames, i, seconds: float = REST_SECONDS) -> jax.Array:
     return jnp.all(still | ~late)
 
 
+def settled(frames: Frames, i, seconds: float = REST_SECONDS) -> jax.Array:
+    """Whether object i (or each of the objects i) stays within REST_SPEED * seconds (m) and REST_SPIN *
+    seconds (rad) of its last pose over the last `seconds` of the recording: at rest on average, whatever
+    its instantaneous velocity. MJX's soft contacts keep a box lying still jittering at 0.01-0.025 m/s and
+    ~0.1 rad/s (measured on stack towers at rest, parked blocks too), about REST_SPEED: `at_rest` called such
+    a box moving in one of two worlds 0.1 mm apart (the shadow world) and not in the other."""
+    late = frames.time >= frames.time[-1] - seconds - 1e-6
+    shift = jnp.linalg.norm(frames.pos[:, i] - frames.pos[-1, i], axis=-1)
+    turn = 2.0 * jnp.arccos(jnp.clip(jnp.abs(jnp.sum(frames.quat[:, i] * frames.quat[-1, i], axis=-1)), 0.0, 1.0))
+    still = (shift < REST_SPEED * seconds) & (turn < REST_SPIN * seconds)
+    late = late.reshape(late.shape + (1,) * (still.ndim - 1))
+    return jnp.all(still | ~late, axis=0)  # () or, for several objects i, one per object
+
+
 def rotation_angle(frames: Frames, i: int) -> jax.Array:
     """(T,) angle (rad) by which object i has turned since the first frame."""
     q0, q = frames.quat[0, i], frames.quat[:, i]
