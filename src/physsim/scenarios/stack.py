@@ -46,6 +46,11 @@ EDGE = 0.04
 # differently (the audit disagreed on such a tower, 0.72 s after; in the other towers of 3 measured batches
 # the lowest fallen block started within 0.48 s of the first): the lowest block to fall is then knife-edge.
 KNOCKED = 0.5
+# Half-sizes: the blocks left standing may be jostled by the ones falling past them. Where one was shoved
+# further than this from its start (at any frame), whether it then stays is decided by that secondary impact,
+# which MJX and MuJoCo C resolve differently (the audit disagreed on a tower whose standing blocks were shoved
+# 7 mm, 0.13 half-sizes: it stood in MJX and fell in MuJoCo C): the lowest block to fall is not asked.
+SHOVED = 0.1
 
 PARAMS = (
     Param("count", "", "number of blocks in the tower", train=(2.0, 5.0), valid=Interval(2.0, 5.0),
@@ -146,7 +151,7 @@ class Stack(Scenario):
         t_start = jnp.min(jnp.where(drop > 0.5 * h, f.time[:, None], jnp.inf), axis=0)  # (N,)
         t_first = jnp.min(jnp.where(in_play, t_start, jnp.inf))
         unseen = t_first > t_obs  # nothing is falling yet in the last frame shown
-        # "No" means never, and which blocks fell is final: asked only once every block is at rest.
+        # "No" means never, and which blocks fell is final: asked only once every block has settled.
         rest = _all_rest(f, in_play)
         decided = unseen & rest & ~unclear
         lowest = jnp.argmax(fell)  # the bottom block stands on the floor and cannot drop: options start at green
@@ -163,6 +168,9 @@ class Stack(Scenario):
         near = jnp.where(falls, jnp.minimum(near, margins(count - 1)[lowest]), near)
         edge = near < EDGE
         knocked = t_start[lowest] > t_first + KNOCKED
+        standing = in_play & (jnp.arange(n) < lowest)
+        slid = jnp.linalg.norm(f.pos[:, :, :2] - f.pos[0, :, :2], axis=-1).max(axis=0)  # (N,) m
+        shoved = jnp.any(standing & (slid > SHOVED * h))
         # Where the top block ends: how far its resting place lies left or right of its start. (Its exact
         # distance depends on how it tumbles, which MJX and MuJoCo C resolve differently for boxes; the side
         # it falls to is set by the tower's visible overhang.)
@@ -171,7 +179,7 @@ class Stack(Scenario):
         aside = jnp.abs(shift) >= 2 * h[top]  # at least a block's width to one side
         return {
             "falls": fact(falls, decided, t_first, edge=edge),
-            "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3), t_first,
+            "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3) & ~shoved, t_first,
                                    classes=jnp.arange(n - 1) < count - 1, edge=edge | knocked),
             # Not flagged by `edge`: asked only where the top block ended a block's width aside, on the side
             # of the overhang; the audit found no flip on it without the flag (100% of 150 train and 156 ood
@@ -232,6 +240,6 @@ def _overhangs(x: jax.Array, mass: jax.Array, half: jax.Array, top: jax.Array) -
 
 
 def _all_rest(f, in_play):
-    """Whether every block in play is at rest over the end of the recording."""
-    n = in_play.shape[0]
-    return jnp.all(jnp.stack([measure.at_rest(f, i) | ~in_play[i] for i in range(n)]))
+    """Whether every block in play has settled over the end of the recording (`measure.settled`: by its
+    motion over the last 0.2 s; the instantaneous velocities of resting boxes jitter about the rest speed)."""
+    return jnp.all(measure.settled(f, jnp.arange(in_play.shape[0])) | ~in_play)
