@@ -46,10 +46,13 @@ EDGE = 0.04
 # differently (the audit disagreed on such a tower, 0.72 s after; in the other towers of 3 measured batches
 # the lowest fallen block started within 0.48 s of the first): the lowest block to fall is then knife-edge.
 KNOCKED = 0.5
-# Half-sizes: the blocks left standing may be jostled by the ones falling past them. Where one was shoved
-# further than this from its start (at any frame), whether it then stays is decided by that secondary impact,
-# which MJX and MuJoCo C resolve differently (the audit disagreed on a tower whose standing blocks were shoved
-# 7 mm, 0.13 half-sizes: it stood in MJX and fell in MuJoCo C): the lowest block to fall is not asked.
+# Half-sizes: a block sliding off its support drags it by friction, but where a block below the support was
+# shoved further than this from its start (at any frame), the falling blocks jolted the standing tower, and
+# whether it stays is decided by that secondary impact, which MJX and MuJoCo C resolve differently (the audit
+# disagreed on such a tower, shoved 7 mm (0.13 half-sizes) two blocks below the fallen one: it stood in MJX
+# and fell in MuJoCo C). The lowest block to fall is then knife-edge. (Not asking about towers with any
+# standing block shoved that far, the support included, dropped 22.8% of the seed-0 training towers as
+# knife-edge: drags of a few mm are common, and which side of the threshold they land on flips in the shadow.)
 SHOVED = 0.1
 
 PARAMS = (
@@ -168,9 +171,9 @@ class Stack(Scenario):
         near = jnp.where(falls, jnp.minimum(near, margins(count - 1)[lowest]), near)
         edge = near < EDGE
         knocked = t_start[lowest] > t_first + KNOCKED
-        standing = in_play & (jnp.arange(n) < lowest)
+        below_support = in_play & (jnp.arange(n) < lowest - 1)
         slid = jnp.linalg.norm(f.pos[:, :, :2] - f.pos[0, :, :2], axis=-1).max(axis=0)  # (N,) m
-        shoved = jnp.any(standing & (slid > SHOVED * h))
+        shoved = jnp.any(below_support & (slid > SHOVED * h))
         # Where the top block ends: how far its resting place lies left or right of its start. (Its exact
         # distance depends on how it tumbles, which MJX and MuJoCo C resolve differently for boxes; the side
         # it falls to is set by the tower's visible overhang.)
@@ -179,8 +182,8 @@ class Stack(Scenario):
         aside = jnp.abs(shift) >= 2 * h[top]  # at least a block's width to one side
         return {
             "falls": fact(falls, decided, t_first, edge=edge),
-            "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3) & ~shoved, t_first,
-                                   classes=jnp.arange(n - 1) < count - 1, edge=edge | knocked),
+            "lowest_to_fall": fact(jnp.maximum(lowest - 1, 0), falls & decided & (count >= 3), t_first,
+                                   classes=jnp.arange(n - 1) < count - 1, edge=edge | knocked | shoved),
             # Not flagged by `edge`: asked only where the top block ended a block's width aside, on the side
             # of the overhang; the audit found no flip on it without the flag (100% of 150 train and 156 ood
             # towers), and the flag dropped 20.4% of the ood towers (bar: 20%).
