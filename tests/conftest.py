@@ -85,7 +85,3 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
         if names & SLOW_FIXTURES or per_family:
             item.add_marker(pytest.mark.slow)
-    # pytest-xdist hands out the groups first (largest first), then single tests in this order: the slow ones
-    # first, so that no worker is left with a multi-minute test while the other has finished (measured on a
-    # cold run: the four-device test, last in collection order, ran for the final 161 s beside an idle worker).
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
