@@ -79,14 +79,18 @@ def speed(frames: Frames, i: int) -> jax.Array:
     return jnp.linalg.norm(frames.linvel[:, i], axis=-1)
 
 
+def _throughout_the_end(frames: Frames, still: jax.Array, seconds: float) -> jax.Array:
+    """Whether `still` ((T,) or (T, K)) holds in every frame of the last `seconds` of the recording (per column)."""
+    late = frames.time >= frames.time[-1] - seconds - 1e-6
+    late = late.reshape(late.shape + (1,) * (still.ndim - 1))
+    return jnp.all(still | ~late, axis=0)
+
+
 def at_rest(frames: Frames, i, seconds: float = REST_SECONDS) -> jax.Array:
     """Whether object(s) i stay below the rest speeds over the last `seconds` of the recording."""
-    late = frames.time >= frames.time[-1] - seconds - 1e-6
     lin = jnp.linalg.norm(frames.linvel[:, i], axis=-1)
     ang = jnp.linalg.norm(frames.angvel[:, i], axis=-1)
-    still = (lin < REST_SPEED) & (ang < REST_SPIN)
-    late = late.reshape(late.shape + (1,) * (still.ndim - 1))
-    return jnp.all(still | ~late)
+    return jnp.all(_throughout_the_end(frames, (lin < REST_SPEED) & (ang < REST_SPIN), seconds))
 
 
 def settled(frames: Frames, i, seconds: float = REST_SECONDS) -> jax.Array:
@@ -95,12 +99,11 @@ def settled(frames: Frames, i, seconds: float = REST_SECONDS) -> jax.Array:
     its instantaneous velocity. MJX's soft contacts keep a box lying still jittering at 0.01-0.025 m/s and
     ~0.1 rad/s (measured on stack towers at rest, parked blocks too), about REST_SPEED: `at_rest` called such
     a box moving in one of two worlds 0.1 mm apart (the shadow world) and not in the other."""
-    late = frames.time >= frames.time[-1] - seconds - 1e-6
     shift = jnp.linalg.norm(frames.pos[:, i] - frames.pos[-1, i], axis=-1)
+    # As `rotation_angle`, from the last pose, for several objects at once.
     turn = 2.0 * jnp.arccos(jnp.clip(jnp.abs(jnp.sum(frames.quat[:, i] * frames.quat[-1, i], axis=-1)), 0.0, 1.0))
-    still = (shift < REST_SPEED * seconds) & (turn < REST_SPIN * seconds)
-    late = late.reshape(late.shape + (1,) * (still.ndim - 1))
-    return jnp.all(still | ~late, axis=0)  # () or, for several objects i, one per object
+    # () or, for several objects i, one per object
+    return _throughout_the_end(frames, (shift < REST_SPEED * seconds) & (turn < REST_SPIN * seconds), seconds)
 
 
 def rotation_angle(frames: Frames, i: int) -> jax.Array:

@@ -154,8 +154,9 @@ class Stack(Scenario):
         t_start = jnp.min(jnp.where(drop > 0.5 * h, f.time[:, None], jnp.inf), axis=0)  # (N,)
         t_first = jnp.min(jnp.where(in_play, t_start, jnp.inf))
         unseen = t_first > t_obs  # nothing is falling yet in the last frame shown
-        # "No" means never, and which blocks fell is final: asked only once every block has settled.
-        rest = _all_rest(f, in_play)
+        # "No" means never, and which blocks fell is final: asked only once every block has settled (by its
+        # motion over the last 0.2 s; the instantaneous velocities of resting boxes jitter about the rest speed).
+        rest = jnp.all(measure.settled(f, jnp.arange(n)) | ~in_play)
         decided = unseen & rest & ~unclear
         lowest = jnp.argmax(fell)  # the bottom block stands on the floor and cannot drop: options start at green
         # Which blocks fall is decided by statics at the tower that is left standing: blocks 0..L-1 below the
@@ -241,8 +242,3 @@ def _overhangs(x: jax.Array, mass: jax.Array, half: jax.Array, top: jax.Array) -
         out.append(jnp.where(k <= top, jnp.abs(com - x[..., k - 1]) / half[..., k - 1] - 1.0, -jnp.inf))
     return jnp.stack(out, -1)
 
-
-def _all_rest(f, in_play):
-    """Whether every block in play has settled over the end of the recording (`measure.settled`: by its
-    motion over the last 0.2 s; the instantaneous velocities of resting boxes jitter about the rest speed)."""
-    return jnp.all(measure.settled(f, jnp.arange(in_play.shape[0])) | ~in_play)
