@@ -159,9 +159,8 @@ def test_the_window_ends_at_the_last_frame_shown_and_facts_treat_later_events_as
     assert spec.observe_seconds == pytest.approx(spec.video_frames()[-1] / layout.fps)
     assert spec.observe_seconds == pytest.approx(0.56)  # 0.6 s at every 2nd of 25 frames/s shows 0 ... 0.56 s
     env = physsim.env.make("collision")
-    # Balls 0.54 m apart closing at 1 m/s: they touch at ~0.57 s, after the last frame shown. (Two such
-    # worlds: the batch size of the next test, whose compiled rollout and measurement this one reuses.)
-    state = env.reset(jax.random.key(0), 2, speed=[[0.5, 0.5]], gap=0.57, radius=[[0.08, 0.08]],
+    # Balls 0.54 m apart closing at 1 m/s: they touch at ~0.57 s, after the last frame shown.
+    state = env.reset(jax.random.key(0), 1, speed=[[0.5, 0.5]], gap=0.57, radius=[[0.08, 0.08]],
                       mass=[[0.5, 1.5]], restitution=[[0.5, 0.5]], friction=[[0.5, 0.5]])
     traj = env.rollout(state)
     hit = float(np.min(np.asarray(traj.frames.contact_time)[0, :, 2]))
