@@ -262,6 +262,8 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     lead = jax.process_index() == 0
     n_devices = jax.device_count()
     data_lib.check(config, n_devices)
+    if stop_at is not None and not 1 <= stop_at <= config.train.steps:
+        raise ConfigError(f"stop at step {stop_at}: the run has steps 1 to train.steps={config.train.steps}")
     tokenizer = pipeline.default_tokenizer()
     if tokenizer.size > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.size} tokens; model.vocab_size={config.model.vocab_size} is too small")
@@ -283,6 +285,9 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
             console.print(f"run {config.run.name} is complete ({start} steps); its evaluation, from {run_dir}/eval.json:")
             print_summary(summary, console)
         return Result(step=start, summary=summary, run_dir=run_dir)
+    if stop_at is not None and start is not None and stop_at <= start:
+        manager.close()
+        raise ConfigError(f"stop at step {stop_at}: {run_dir} already holds a checkpoint of step {start}")
     if lead:
         (run_dir / "config.json").write_text(config_lib.to_json(config))
     log = MetricsLog(run_dir / "metrics.jsonl", start) if lead else None
@@ -296,15 +301,19 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
                   + (f"; resuming after step {start}" if start is not None else ""))
 
     t0 = time.perf_counter()
-    suites = eval_lib.make_suites(config)
-    jax.block_until_ready([s.batch.video for s in suites])
-    console.print(f"held-out suites: {len(suites)} x {config.eval.questions} questions simulated in "
-                  f"{time.perf_counter() - t0:.0f} s")
-    t0 = time.perf_counter()
     step_fn = step_lib.make_step(config, graphdef, mesh, shardings).lower(state).compile()
     console.print(f"training step compiled in {time.perf_counter() - t0:.0f} s")
+    # Simulated when the first evaluation is due, not before: a start that stops before it (an interruption,
+    # a fault) never pays for them. The suites come from their own stream, so when they are made changes nothing.
+    suites: list = []
 
     def run_eval(step: int) -> dict:
+        if not suites:
+            t0 = time.perf_counter()
+            suites.extend(eval_lib.make_suites(config))
+            jax.block_until_ready([s.batch.video for s in suites])
+            console.print(f"held-out suites: {len(suites)} x {config.eval.questions} questions simulated in "
+                          f"{time.perf_counter() - t0:.0f} s")
         summary = eval_lib.evaluate(graphdef, state.params, state.blind_params, suites, tokenizer)
         if lead:
             log.write({"step": step, "kind": "eval", **summary})
