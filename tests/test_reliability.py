@@ -83,8 +83,8 @@ def faulty(monkeypatch):
 
 def faulty_config(tmp_path, **overrides):
     # No replay: a poisoned step's questions would otherwise come back in later steps' draws.
-    # One world per family and shard: the exploding one and a sound projectile world with questions to ask.
-    return small_config(tmp_path, **{"data.families": {EXPLODING: 1.0, STEADY: 1.0}, "data.replay": 0,
+    # One world per family and one shard: the exploding one and a sound projectile world with questions to ask.
+    return small_config(tmp_path, **{"data.families": {EXPLODING: 1.0, STEADY: 1.0}, "data.replay": 0, "data.shards": 1,
                                      "train.steps": 6,
                                      "train.max_invalid_fraction": 1.0, **overrides})
 

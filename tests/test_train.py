@@ -88,6 +88,7 @@ def test_step_takes_only_the_train_state_and_reads_nothing_from_disk(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("runs")  # with the other tests that train in subprocesses: never two of them side by side
 def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     overrides = ["--data.families={'projectile': 1.0}", "--data.worlds_per_shard=2", "--data.questions_per_world=2",
