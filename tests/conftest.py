@@ -63,7 +63,8 @@ def release_compiled_programs():
 # worker, so that it is built once. `measured` holds one batch per family: its tests are grouped by family
 # (with the family's fuzz test, which runs the same compiled program).
 SHARED = {"overfit": "model", "saved": "model", "random_tiny": "model", "uninterrupted": "runs",
-          "validation_rows": "validation", "fresh_records": "records"}
+          "validation_rows": "validation", "fresh_records": "records",
+          "faulty": "faults"}  # not shared, but the fault tests compile one step: run apart, both compiled it
 BY_FAMILY = ("test_questions.py", "test_reliability.py")
 # Tests that take a minute or more from an empty compilation cache; `make test-fast` leaves them out.
 SLOW_FIXTURES = {"overfit", "saved", "uninterrupted", "validation_rows", "measured"}
