@@ -388,10 +388,13 @@ def test_two_processes_on_loopback_train_like_one_process(uninterrupted, tmp_pat
     two, single = losses(config.run_dir), losses(one.run_dir)
     assert sorted(two) == [1, 2, 3]
     # The simulation of a shard on its own device and in a 2-trip loop on one device round apart in float32
-    # contact dynamics (measured: 5.7e-5 relative at most over these 3 steps).
+    # contact dynamics, and the state targets (positions after the window) carry that into state_mse: measured
+    # 5.7e-5 relative at most over these 3 steps, and 2.2e-4 (state_mse, step 2) with other worlds drawn
+    # (another key derivation). 1e-3 holds for any draw seen; a shard simulated from the wrong key, a batch
+    # counted twice or a missing gradient reduction moves these by far more (the step-1 loss reads only data).
     for s in two:
         for key in ("loss", "blind/loss", "answer_nll", "state_mse", "grad_norm"):
-            np.testing.assert_allclose(two[s][key], single[s][key], rtol=1e-4, err_msg=f"step {s} {key}")
+            np.testing.assert_allclose(two[s][key], single[s][key], rtol=1e-3, err_msg=f"step {s} {key}")
     # Both processes wrote one run: its checkpoints and its evaluation at step 2 (by the lead process).
     assert sorted(p.name for p in (config.run_dir / "checkpoints").iterdir()) == ["2", "3"]
     lines = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]

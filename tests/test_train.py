@@ -102,9 +102,10 @@ def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
     # The same global batch, simulated as a 4-trip loop on one device and straight-line on four: float32
     # contact dynamics end up apart (2.75 mm after a bounce, measured over the targets trained on), so the
     # losses agree closely, not bit for bit (measured: 6.2e-6 relative at most,
-    # benchmarks/reliability/four_devices_cpu-2core.json).
+    # benchmarks/reliability/four_devices_cpu-2core.json; the same comparison across two processes measured
+    # up to 2.2e-4 with other worlds drawn, see the two-process test, hence 1e-3).
     for name in ("loss", "answer_nll", "state_mse", "grad_norm"):
-        np.testing.assert_allclose(out["fsdp"][name], out["one"][name], rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(out["fsdp"][name], out["one"][name], rtol=1e-3, err_msg=name)
     assert out["fsdp"]["valid_questions"] == out["one"]["valid_questions"] == 16
     assert out["one"]["param_shard_shape"] == [64, 256] and out["fsdp"]["param_shard_shape"] == [32, 256]
     assert "data.shards=6 is not divisible by the 4 devices" in out["indivisible"]
