@@ -389,8 +389,8 @@ def test_two_processes_on_loopback_train_like_one_process(uninterrupted, tmp_pat
     assert sorted(two) == [1, 2, 3]
     # The simulation of a shard on its own device and in a 2-trip loop on one device round apart in float32
     # contact dynamics, and the state targets (positions after the window) carry that into state_mse: measured
-    # 5.7e-5 relative at most over these 3 steps, and 2.2e-4 (state_mse, step 2) with other worlds drawn
-    # (another key derivation). 1e-3 holds for any draw seen; a shard simulated from the wrong key, a batch
+    # 2.2e-4 and 2.7e-4 relative at most over these 3 steps (state_mse) in two runs, and 5.7e-5 with the worlds
+    # of the earlier key derivation. 1e-3 holds for any draw seen; a shard simulated from the wrong key, a batch
     # counted twice or a missing gradient reduction moves these by far more (the step-1 loss reads only data).
     for s in two:
         for key in ("loss", "blind/loss", "answer_nll", "state_mse", "grad_norm"):

@@ -41,25 +41,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim import scenarios
+from physsim import scenarios, streams
 from physsim.questions import pipeline, selfcheck
 from physsim.questions.templates import Template
 from physsim.scenarios.base import Record
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
 
-AUDIT_STREAM = 3  # training draws stream 0 of a seed, evaluation 1, exports 2
 AGREEMENT = {"simulation": 0.99, "pixels": 0.97}  # the bar of each route, on the worlds asked
 KNIFE_EDGE_LIMIT = 0.20  # no template may drop more than this fraction of its well-posed worlds
 BASELINE_MARGIN = 0.05  # baselines must stay within this of the reported chance
 BATCH = 64  # worlds simulated per call
 DRAWS = 2000  # balanced questions per template and batch for the baselines
-
-
-def audit_key(seed: int, family: str, split: str) -> jax.Array:
-    stream = jax.random.fold_in(jax.random.key(seed), AUDIT_STREAM)
-    family_id = int.from_bytes(family.encode()[:4].ljust(4, b"\0"), "little")
-    return jax.random.fold_in(jax.random.fold_in(stream, family_id), params_lib.SPLITS.index(split))
 
 
 # The spec's split only matters for sampling, which happens outside: every split shares one program, and the
@@ -81,7 +74,7 @@ def measured_batch(family: str, split: str, seed: int = 0, batch: int = 0, n_wor
                    ) -> tuple[pipeline.BatchSpec, pipeline.Measured]:
     """Batch `batch` of the audit's worlds of a family and split, simulated and measured by the pipeline."""
     spec = batch_spec(family, n_worlds)
-    params = _sample(jax.random.fold_in(audit_key(seed, family, split), batch), family, n_worlds, split)
+    params = _sample(streams.audit(seed, family, params_lib.SPLITS.index(split), batch), family, n_worlds, split)
     return spec, measure(params, spec)
 
 

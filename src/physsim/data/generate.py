@@ -4,7 +4,7 @@ A set is named by (family, split, seed, batch size) and is the same on every
 run: batch b of a family is simulated from
 `fold_in(fold_in(split_key(seed, split), crc32(family)), b)`, so adding a
 family or asking for more samples never changes the samples already made.
-The keys come from their own stream of the seed (`DATA_STREAM`), apart from
+The keys come from their own stream of the seed (`streams.export`), apart from
 training's (stream 0) and the trainer's held-out suites (stream 1).
 
 Splits: `train` and `test_id` draw parameters from the training ranges
@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import functools
 import json
-import zlib
 from collections.abc import Iterator
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from physsim import scenarios
+from physsim import scenarios, streams
 from physsim.questions import pipeline
 from physsim.questions.templates import YES_NO, Template
 
-DATA_STREAM = 2
 EMPTY_BATCHES = 20  # batches in a row without a question before a set is refused (rather than looping forever)
 # split name -> (parameter ranges it samples, key sub-stream)
 SPLITS = {"train": ("train", 0), "test_id": ("train", 1), "test_ood": ("ood", 2)}
@@ -49,8 +47,7 @@ def check_families(families) -> tuple[str, ...]:
 
 def batch_key(seed: int, split: str, family: str, batch: int) -> jax.Array:
     check_split(split)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), DATA_STREAM), SPLITS[split][1])
-    return jax.random.fold_in(jax.random.fold_in(key, zlib.crc32(family.encode()) & 0x7FFFFFFF), batch)
+    return streams.export(seed, SPLITS[split][1], family, batch)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "extras"))

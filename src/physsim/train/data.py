@@ -1,7 +1,7 @@
 """Training batches made inside the jitted step: simulate, render, ask, pad, shard.
 
 A step's global batch is `data.shards` scene shards. Shard i is simulated from
-`fold_in(step_key, i)` and holds, for every configured family, its share of
+`streams.shard(step_key, i)` and holds, for every configured family, its share of
 `worlds_per_shard` worlds and `questions_per_world` questions per world
 (`questions.pipeline`), padded to the model's frame count and object slots and
 concatenated. Devices split the shards (`shard_map` over the mesh, `lax.map`
@@ -20,7 +20,7 @@ from flax import struct
 from jax.sharding import PartitionSpec as P
 
 from physsim import model as model_lib
-from physsim import scenarios
+from physsim import scenarios, streams
 from physsim.model.config import ModelConfig
 from physsim.questions import pipeline
 from physsim.questions.templates import TASKS
@@ -199,7 +199,7 @@ def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: Mod
 
 def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> tuple[Batch, Faults]:
     """Every family's share of one scene shard, concatenated; its faults with a leading shard axis of 1."""
-    parts = [family_batch(jax.random.fold_in(key, i), i, spec, cfg) for i, spec in enumerate(specs)]
+    parts = [family_batch(streams.family(key, i), i, spec, cfg) for i, spec in enumerate(specs)]
     faults = Faults(unsound=jnp.stack([n for _, n, _ in parts])[None],
                     example=tuple(jax.tree.map(lambda x: x[None], e) for _, _, e in parts))
     return concatenate([b for b, _, _ in parts]), faults
@@ -214,7 +214,7 @@ def shard_shapes(specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> Bat
 
 
 def shard_keys(key: jax.Array, first: jax.Array | int, count: int) -> jax.Array:
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(first + jnp.arange(count))
+    return jax.vmap(lambda i: streams.shard(key, i))(first + jnp.arange(count))
 
 
 def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None) -> tuple[Batch, Faults]:

@@ -29,6 +29,7 @@ import numpy as np
 from flax import nnx
 
 from physsim import model as model_lib
+from physsim import streams
 from physsim.model import loss as loss_lib
 from physsim.questions import answers, pipeline
 from physsim.questions.templates import TASKS
@@ -36,7 +37,6 @@ from physsim.sim.params import SPLITS
 from physsim.train import data as data_lib
 from physsim.train.config import Config
 
-EVAL_STREAM = 1
 
 
 @dataclasses.dataclass
@@ -49,9 +49,7 @@ class Suite:
 
 def suite_key(seed: int, family: str, split: str) -> jax.Array:
     """A suite's key: the evaluation stream of the seed, then the family's name and the split."""
-    stream = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
-    family_id = int.from_bytes(family.encode()[:4].ljust(4, b"\0"), "little")
-    return jax.random.fold_in(jax.random.fold_in(stream, family_id), SPLITS.index(split))
+    return streams.suite(seed, family, SPLITS.index(split))
 
 
 def make_suites(config: Config) -> list[Suite]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from physsim import streams
+
 from physsim.train.data import Batch
 
 
@@ -35,7 +37,8 @@ def empty(fresh_like: Batch, shards: int, size: int) -> Batch:
 def push_and_sample(ring: Batch, fresh: Batch, step: jax.Array, key: jax.Array, updates: int, sample: int
                     ) -> tuple[Batch, Batch]:
     """Writes `fresh` (shards * n questions) into the ring at this step's slot and draws `updates`
-    batches of `sample` questions per shard from what the ring holds.
+    batches of `sample` questions per shard from what the ring holds, with the step key's replay
+    stream (`streams.replay`).
 
     Returns the new ring (shards, size, ...) and the draws (updates, shards * sample, ...).
     """
@@ -47,7 +50,7 @@ def push_and_sample(ring: Batch, fresh: Batch, step: jax.Array, key: jax.Array, 
     filled = jnp.minimum((step + 1) * n, size)
 
     def draw(shard_ring, shard):
-        index = jax.random.randint(jax.random.fold_in(key, shard), (updates, sample), 0, filled)
+        index = jax.random.randint(streams.replay(key, shard), (updates, sample), 0, filled)
         return jax.tree.map(lambda x: x[index], shard_ring)  # (updates, sample, ...)
 
     drawn = jax.vmap(draw)(ring, jnp.arange(shards))  # (shards, updates, sample, ...)

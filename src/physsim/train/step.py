@@ -1,6 +1,6 @@
 """The training step: one `jax.jit` from (state) to (state, metrics), simulation included.
 
-    key = fold_in(run key, step)  ->  global_batch (sample, simulate with twins,
+    key = streams.step(run key, step)  ->  global_batch (sample, simulate with twins,
     measure facts, ask, render; sharded over devices)  ->  model(video, question)
     ->  multi-task loss (answer tokens + state + properties, masked by validity)
     ->  grads  ->  optax update
@@ -23,6 +23,7 @@ import optax
 from flax import nnx, struct
 
 from physsim import model as model_lib
+from physsim import streams
 from physsim.model import loss as loss_lib
 from physsim.questions import pipeline
 from physsim.questions.templates import TASKS
@@ -31,7 +32,6 @@ from physsim.train import mesh as mesh_lib
 from physsim.train import replay as replay_lib
 from physsim.train.config import Config
 
-REPLAY_STREAM = 1  # the step key's sub-stream that draws from the replay
 # The metrics entry holding, per family, the sampled parameters of one unsound world of the step (not a scalar:
 # the run reads it to name the parameters when it stops on too many invalid worlds; it is not logged).
 FAULT_EXAMPLES = "unsound_example"
@@ -68,8 +68,8 @@ def optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def training_key(seed: int) -> jax.Array:
-    """The run's training stream; evaluation suites use another stream of the same seed (train.evaluate)."""
-    return jax.random.fold_in(jax.random.key(seed), 0)
+    """The run's training stream (physsim.streams); evaluation suites use another stream of the same seed."""
+    return streams.training(seed)
 
 
 def init_state(config: Config, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, TrainState, Any]:
@@ -171,13 +171,13 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
         return params, opt_state, metrics
 
     def step(state: TrainState) -> tuple[TrainState, dict]:
-        key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+        key = streams.step(jax.random.wrap_key_data(state.key), state.step)
         fresh, faults = data_lib.global_batch(key, config, mesh)
         fresh = jax.lax.with_sharding_constraint(fresh, mesh_lib.batch_sharding(mesh))
         draws, ring = None, state.replay
         if config.data.replay:
             ring, draws = replay_lib.push_and_sample(state.replay, fresh, state.step,
-                                                     jax.random.fold_in(key, REPLAY_STREAM), k_updates,
+                                                     key, k_updates,
                                                      config.data.replay_sample)
             draws = jax.lax.with_sharding_constraint(
                 draws, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, data_lib.BATCH_AXES)))
