@@ -38,7 +38,6 @@ from physsim.train import data as data_lib
 from physsim.train.config import Config
 
 
-
 @dataclasses.dataclass
 class Suite:
     family: str

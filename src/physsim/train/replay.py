@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 
 from physsim import streams
-
 from physsim.train.data import Batch
 
 
