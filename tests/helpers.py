@@ -4,6 +4,7 @@ run-directory readers."""
 import json
 from pathlib import Path
 
+from physsim import bench
 from physsim.train import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,17 +20,14 @@ def measured_worlds(family: str) -> int:
     return 48 if family in ("ramp", "stack") else 32
 
 
-SMALL = {  # one cheap family, few worlds: the whole step compiles and runs in seconds; a replay ring of
-    # two steps' questions and two updates per step, so resuming must bring the ring back too. 16 steps:
-    # room for the kill and signal test (test_reliability) to stop a run twice before its end, and every
-    # run of this config (the step count is compiled into the learning-rate schedule) shares one program.
-    # Two scene shards: the two-process test (test_reliability) trains the first steps of this run on two
-    # processes, a shard each, and compares them with the uninterrupted run.
-    "data.families": {"projectile": 1.0}, "data.worlds_per_shard": 2, "data.questions_per_world": 2, "data.shards": 2,
-    "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
-    "train.steps": 16, "train.log_every": 1, "train.checkpoint_every": 2, "train.warmup_steps": 1,
-    "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False,
-}
+# The quick bench's training variant (one cheap family, two scene shards of two worlds, a replay ring of two
+# steps' questions and two updates per step, 16 steps; see physsim.bench.quick_train_overrides), so that the quick
+# bench's test and the runs compile one step program: the whole step compiles and runs in seconds. Resuming must
+# bring the replay ring back too. 16 steps: room for the kill and signal test (test_reliability) to stop a run twice
+# before its end. Two scene shards: the two-process test (test_reliability) trains the first steps of this run on
+# two processes, a shard each, and compares them with the uninterrupted run.
+SMALL = {**bench.quick_train_overrides(), "train.log_every": 1, "train.checkpoint_every": 2,
+         "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False}
 
 
 def small_config(tmp_path, **overrides):

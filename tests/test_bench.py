@@ -88,6 +88,8 @@ def test_reference_rejects_an_unknown_renderer(tmp_path):
 
 
 @pytest.mark.slow
+# Its train section compiles the step the runs compile (tests/helpers.py: SMALL is the quick variant): with them.
+@pytest.mark.xdist_group("runs")
 def test_quick_bench_writes_every_section_with_figure_unit_batch_and_device(tmp_path):
     out, png = tmp_path / "out.json", tmp_path / "scaling.png"
     assert bench.main(["--quick", "--json", str(out), "--plot", str(png)]) == 0

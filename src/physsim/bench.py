@@ -192,9 +192,13 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
 
 
 def quick_train_overrides() -> dict:
-    """A small variant of the tiny config for `--quick`: one family, no replay or blind copy."""
-    return {"data.families": (("collision", 1.0),), "data.worlds_per_shard": 8, "data.questions_per_world": 1,
-            "data.replay": 0, "train.updates_per_batch": 1, "train.blind_baseline": False}
+    """A small variant of the tiny config for `--quick`: one cheap family, two scene shards of two worlds,
+    a replay ring of two steps' questions and two updates per step, on a 16-step schedule (the step count is
+    compiled into the learning-rate schedule). The tests train this same variant (tests/helpers.py), so the
+    quick bench's step is the program their runs compile."""
+    return {"data.families": (("projectile", 1.0),), "data.worlds_per_shard": 2, "data.questions_per_world": 2,
+            "data.shards": 2, "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
+            "train.steps": 16, "train.warmup_steps": 1}
 
 
 def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
