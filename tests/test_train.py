@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -182,8 +181,13 @@ def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
                 shapes[spec] = jax.eval_shape(lambda k: real(k, family, spec, cfg), key)
         return jax.tree.map(lambda x: jax.numpy.zeros(x.shape, x.dtype), shapes[spec])
 
+    def fake_suite_batch(key, family, spec, cfg):  # a suite's key, as make_suites passes it
+        batch, *_ = fake_family_batch(key, family, spec, cfg)
+        return batch, np.arange(spec.n_questions)
+
     real = data.family_batch
     monkeypatch.setattr(data, "family_batch", fake_family_batch)
+    monkeypatch.setattr(data, "suite_batch", fake_suite_batch)
     run_key = step.training_key(config.train.seed)
     with jax.disable_jit():  # no compiled program of the real simulation may stand in for the fake
         for s in range(50):
@@ -196,22 +200,33 @@ def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
     assert not seen["train"] & seen["suite"]
 
 
-def test_summary_reports_accuracy_blind_baseline_and_chance_per_task():
-    def row(task, correct, chance, kind="choice", family="collision", truth="yes", template=None):
-        return {"family": family, "split": "train", "task": task, "template": template or task, "kind": kind,
-                "correct": correct, "state_error_m": 0.5 if correct else 1.0, "chance": chance, "truth": truth}
+def test_summary_reports_accuracy_intervals_worlds_blind_baseline_chance_and_best_constant_per_task():
+    def row(task, template, correct, chance, world, kind="choice", truth="yes", value=1.0):
+        return {"family": "collision", "split": "train", "task": task, "template": template, "kind": kind,
+                "world": world, "value": value, "correct": correct, "state_error_m": 0.5 if correct else 1.0,
+                "chance": chance, "truth": truth}
 
-    main = [row("state", True, 0.5), row("state", True, 0.0, kind="number", template="when"),
-            row("property", False, 0.5, truth="red"), row("property", True, 0.5, truth="red"),
-            row("property", True, 0.5, truth="blue")]
-    blind = [row("state", False, 0.5), row("state", True, 0.0, kind="number", template="when"),
-             row("property", True, 0.5), row("property", True, 0.5), row("property", True, 0.5)]
+    # collision_time is right within 0.1 s: a constant of 1.05 s is right for 1.0 and 1.1, not for 1.5.
+    main = [row("state", "will_collide", True, 0.5, 0),
+            *(row("state", "collision_time", True, 0.0, w, kind="number", value=v) for w, v in enumerate((1.0, 1.1, 1.5))),
+            row("property", "heavier", False, 0.5, 0, truth="the red ball"),
+            row("property", "heavier", True, 0.5, 1, truth="the red ball"),
+            row("property", "heavier", True, 0.5, 2, truth="the blue ball")]
+    blind = [dict(r, correct=r["template"] != "will_collide", state_error_m=1.0 if r["template"] == "will_collide" else 0.5)
+             for r in main]
     summary = evaluate.summarise(main, blind)
     state = next(r for r in summary["by_split_task"] if r["task"] == "state")
-    assert state["accuracy"] == 1.0 and state["blind_accuracy"] == 0.5 and state["chance"] == 0.25
+    assert state["questions"] == 4 and state["worlds"] == 3  # world 0 is asked two templates
+    assert state["accuracy"] == 1.0 and state["blind_accuracy"] == 0.75 and state["chance"] == 0.125
+    # The best constants: "yes" for will_collide (1 of 1), 1.05 s or so for collision_time (2 of 3).
+    assert state["best_constant"] == 3 / 4
     prop = next(r for r in summary["by_split_task"] if r["task"] == "property")
-    assert prop["majority"] == 2 / 3 and prop["accuracy"] == 2 / 3 and prop["blind_accuracy"] == 1.0
-    assert state["numeric_share"] == 0.5 and state["state_error_m"] == 0.5 and state["blind_state_error_m"] == 0.75
+    assert prop["best_constant"] == 2 / 3 and prop["accuracy"] == 2 / 3 and prop["blind_accuracy"] == 1.0
+    # 95% Wilson intervals: 2 of 3 right is [0.21, 0.94]; all of 4 right still leaves room below.
+    assert prop["ci_low"] == pytest.approx(0.2077, abs=1e-3) and prop["ci_high"] == pytest.approx(0.9385, abs=1e-3)
+    assert state["ci_high"] == 1.0 and 0.4 < state["ci_low"] < 0.6
+    assert state["blind_ci_low"] < state["blind_accuracy"] < state["blind_ci_high"]
+    assert state["numeric_share"] == 0.75 and state["state_error_m"] == 0.5 and state["blind_state_error_m"] == 0.625
     assert [r["task"] for r in summary["by_split_task"]] == ["state", "property"]  # in TASKS order
 
 

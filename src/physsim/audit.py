@@ -20,9 +20,10 @@ agrees within the template's tolerance), every disagreement with the world's
 parameters, the raw answer distribution, and two baselines on balanced
 questions about these worlds: the best answer per template (question only)
 and per template and visible configuration (which object slots are in play),
-against the chance the questions report. Exit status 1 when a template misses
-its bar (AGREEMENT), drops more than KNIFE_EDGE_LIMIT, or a baseline beats
-chance by more than BASELINE_MARGIN.
+against the chance the questions report; for a number, the best constant
+answer (right within tolerance for the most worlds asked). Exit status 1 when
+a template misses its bar (AGREEMENT), drops more than KNIFE_EDGE_LIMIT, or a
+baseline beats chance by more than BASELINE_MARGIN.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physsim import scenarios, streams
+from physsim.questions import answers as answer_lib
 from physsim.questions import pipeline, selfcheck
 from physsim.questions.templates import Template
 from physsim.scenarios.base import Record
@@ -51,6 +53,9 @@ from physsim.sim import simulate
 AGREEMENT = {"simulation": 0.99, "pixels": 0.97}  # the bar of each route, on the worlds asked
 KNIFE_EDGE_LIMIT = 0.20  # no template may drop more than this fraction of its well-posed worlds
 BASELINE_MARGIN = 0.05  # baselines must stay within this of the reported chance
+# The best constant number should be right on at most this fraction of the worlds asked (issue 17): reported, not
+# yet gated; apex_height and floor_distance exceed it with today's tolerances.
+BEST_CONSTANT_LIMIT = 0.25
 BATCH = 64  # worlds simulated per call
 DRAWS = 2000  # balanced questions per template and batch for the baselines
 
@@ -206,6 +211,9 @@ def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: i
                "disagreements": s["disagreements"]}
         if t.kind != "number":
             row |= baselines(i, fit, test)
+        else:  # a number's baseline: the one value right within tolerance for the most worlds asked
+            constant, right = answer_lib.best_constant(t, values)
+            row |= {"best_constant": constant, "best_constant_rate": float(right.mean()) if values.size else None}
         row["passed"] = passes(row)
         rows.append(row)
     return rows
@@ -234,14 +242,15 @@ def passes(row: dict) -> bool:
 
 def print_rows(rows: list[dict]) -> None:
     header = (f"{'split':<6}{'family':<11}{'template':<24}{'route':<11}{'asked':>7}{'knife':>7}{'agree':>8}"
-              f"{'chance':>8}{'q-only':>8}{'q+conf':>8}  ok")
+              f"{'chance':>8}{'q|const':>8}{'q+conf':>8}  ok")
     print(header)
     for r in rows:
         def pct(x):
             return f"{x:.1%}" if x is not None else "-"
         print(f"{r['split']:<6}{r['family']:<11}{r['template']:<24}{r['route']:<11}{pct(r['asked_fraction']):>7}"
               f"{pct(r['knife_edge']):>7}{pct(r['agreement']):>8}{pct(r.get('chance')):>8}"
-              f"{pct(r.get('baseline_question')):>8}{pct(r.get('baseline_configuration')):>8}  "
+              f"{pct(r.get('baseline_question', r.get('best_constant_rate'))):>8}"
+              f"{pct(r.get('baseline_configuration')):>8}  "
               f"{'yes' if r['passed'] else 'NO'}", flush=True)
 
 

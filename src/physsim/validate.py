@@ -352,6 +352,98 @@ def print_question_tables(checks, balance) -> None:
 
 
 BALANCE_LIMIT = 0.05  # an answer class may exceed chance by at most 5 points
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+BALANCE_CONFIGS = ("tiny", "cpu_long")  # the CPU configs whose per-shard world counts balance is measured at
+CONFIG_BALANCE_SHARDS = 4000  # shards drawn per family and config: a few runs' worth, so that draws are not noise
+POOL_WORLDS = 64
+
+
+def config_balance(names: tuple[str, ...] = BALANCE_CONFIGS, n_shards: int = CONFIG_BALANCE_SHARDS) -> list[dict]:
+    """Answer balance at the world counts training uses: per config and family, `n_shards` scene shards of the
+    config's per-shard worlds, drawn from a measured pool of 64 training worlds and asked with the config's
+    template weights (`selfcheck.shard_balance`). One row per template, with the config's fallback rate."""
+    from physsim.questions import pipeline, selfcheck
+    from physsim.train import config as config_lib
+    from physsim.train import data as data_lib
+
+    rows = []
+    for name in names:
+        config = config_lib.load(EXPERIMENTS_DIR / f"{name}.py")
+        for spec in data_lib.family_specs(config):
+            pool_spec, pool = selfcheck.measured_batch(spec.family, POOL_WORLDS)
+            if pipeline.View.of(pool_spec) != pipeline.View.of(spec):  # facts read what the video shows: the config's
+                params = selfcheck._sample(jax.random.key(0), spec.family, POOL_WORLDS, "train")
+                pool = selfcheck.measure_given(params, dataclasses.replace(spec, n_worlds=POOL_WORLDS))
+            result = selfcheck.shard_balance(spec, pool, n_shards)
+            run_questions = config.train.steps * config.data.shards * spec.n_questions
+            for template, row in result["templates"].items():
+                rows.append({"config": name, "template": f"{spec.family}/{template}", "worlds_per_shard": spec.n_worlds,
+                             "questions_per_run": run_questions, "fallback": result["fallback"],
+                             "unasked": result["unasked"], **row})
+    return rows
+
+
+OOD_ASKED_RATIO = 0.5  # out of distribution, a template is asked of at least half the fraction of worlds it is in
+OOD_MAX_CLASS = 0.75  # and no answer is more than this share of its raw (unbalanced) answers
+
+
+def split_askability(n_worlds: int = POOL_WORLDS) -> list[dict]:
+    """Per template: the fraction of worlds asked and the raw answers on each split (`selfcheck.askability`),
+    and whether the out-of-distribution split still tests it: asked of at least OOD_ASKED_RATIO of the
+    in-distribution fraction, no answer above OOD_MAX_CLASS of its answers."""
+    from physsim import scenarios
+    from physsim.questions import selfcheck
+
+    rows = []
+    for family in scenarios.names():
+        by_split = {split: selfcheck.askability(*selfcheck.measured_batch(family, n_worlds, split=split))
+                    for split in ("train", "ood")}
+        for name, ood in by_split["ood"].items():
+            train = by_split["train"][name]
+            asked = ood["asked"] > 0 and ood["asked_fraction"] >= OOD_ASKED_RATIO * train["asked_fraction"]
+            spread = ood["kind"] == "number" or (ood["asked"] > 0 and max(ood["answers"].values()) <= OOD_MAX_CLASS)
+            rows.append({"template": f"{family}/{name}", "kind": ood["kind"], "worlds": n_worlds, "train": train,
+                         "ood": ood, "passed": bool(asked and spread)})
+    return rows
+
+
+def print_split_askability(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"asked fraction and raw answers per split ({POOL_WORLDS} worlds each; ood must ask at least "
+                        f"{OOD_ASKED_RATIO:.0%} of the in-distribution fraction, no answer above {OOD_MAX_CLASS:.0%})")
+    for column in ("template", "asked (train)", "asked (ood)", "answers (train)", "answers (ood)", "result"):
+        table.add_column(column)
+
+    def answers(row):
+        if row["kind"] == "number":
+            return "-" if row["mean"] is None else f"mean {row['mean']:.3g}, std {row['std']:.3g}"
+        return ", ".join(f"{k}: {v:.0%}" for k, v in row["answers"].items())
+
+    for r in rows:
+        table.add_row(r["template"], f"{r['train']['asked_fraction']:.0%}", f"{r['ood']['asked_fraction']:.0%}",
+                      answers(r["train"]), answers(r["ood"]), "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
+    Console(width=170).print(table)
+
+
+def print_config_balance(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"answer balance at the configs' per-shard world counts ({CONFIG_BALANCE_SHARDS} shards per "
+                        "family; deviation from uniform within a configuration)")
+    for column in ("config", "template", "worlds/shard", "asked share", "wanted share", "fallback (family)",
+                   "max deviation", "result"):
+        table.add_column(column)
+    for r in rows:
+        number = r["kind"] == "number"
+        ok = number or r["max_deviation"] <= BALANCE_LIMIT
+        table.add_row(r["config"], r["template"], str(r["worlds_per_shard"]), f"{r['share']:.1%}",
+                      f"{r['wanted_share']:.1%}", f"{r['fallback']:.1%}",
+                      "-" if number else f"{100 * r['max_deviation']:.1f} pp",
+                      "[green]pass[/green]" if ok else "[red]FAIL[/red]")
+    Console(width=150).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
     parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
     args = parser.parse_args(argv)
-    rows, checks, balance = [], [], []
+    rows, checks, balance, by_config, by_split = [], [], [], [], []
     if "physics" in args.sections:
         rows = run_all()
         print_table(rows)
@@ -368,10 +460,16 @@ def main(argv: list[str] | None = None) -> int:
 
         checks, balance = selfcheck.self_check_all()
         print_question_tables(checks, balance)
+        by_config = config_balance()
+        print_config_balance(by_config)
+        by_split = split_askability()
+        print_split_askability(by_split)
     passed = (
         all_gated_pass(rows)
         and all(c.passed for c in checks)
         and all(b["kind"] == "number" or b["samples"] == 0 or b["max_excess"] <= BALANCE_LIMIT for b in balance)
+        and all(b["kind"] == "number" or b["max_deviation"] <= BALANCE_LIMIT for b in by_config)
+        and all(r["passed"] for r in by_split)
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -381,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             "rows": [r.as_dict() for r in rows],
             "fact_checks": [dict(vars(c), passed=c.passed) for c in checks],
             "answer_balance": balance,
+            "answer_balance_by_config": by_config,
+            "askability_by_split": by_split,
             "passed": passed,
         }
         args.json.write_text(json.dumps(payload, indent=2))

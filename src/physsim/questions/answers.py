@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from physsim.questions.templates import YES_NO, Template
 
 # unit word -> (canonical unit, factor to it)
@@ -76,3 +78,18 @@ def check_answer(pred_text: str, template: Template, value: float) -> bool:
 
 
 __all__ = ["UNITS", "YES_NO", "check_answer", "parse_choice", "parse_number", "parse_yes_no"]
+
+
+def best_constant(template: Template, values) -> tuple[float, np.ndarray]:
+    """The one number that answers the most of `values` right within the template's tolerance (what a model
+    that ignores the video can at best learn to say), and which values it answers right. A constant c is right
+    for v when |c - v| <= tolerance(v): an interval around each v, so the best c is an end of one of them."""
+    values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return float("nan"), np.zeros(0, bool)
+    tol = np.maximum(template.abs_tol, template.rel_tol * np.abs(values)) + 1e-9
+    candidates = np.concatenate([values - tol, values + tol])
+    hits = np.abs(candidates[:, None] - values[None, :]) <= tol[None, :]
+    best = int(hits.sum(axis=1).argmax())
+    return float(candidates[best]), hits[best]
+

@@ -34,7 +34,7 @@ from flax import struct
 from physsim import render as render_lib
 from physsim import scenarios
 from physsim.questions import tokenizer as tok_lib
-from physsim.questions.templates import TASKS, Template, YES_NO, context
+from physsim.questions.templates import TASKS, Template, context
 from physsim.render.raycast import CHECKER_SIZE
 from physsim.scenarios.base import Fact, Run
 from physsim.sim import params as params_lib
@@ -183,6 +183,8 @@ class QABatch:
     configuration: jax.Array  # (Q,) int32 bit mask of the object slots in play in the world
     event_time: jax.Array  # (Q,) float32 s, for explanations
     valid: jax.Array  # (Q,) bool: a world with a well-posed answer was found and its simulation is sound
+    fallback: jax.Array  # (Q,) bool: the template first drawn for the slot could not be asked of this batch (no
+    #                      configuration with every answer it allows), so another was drawn (see pick_questions)
     world: jax.Array  # (Q,) int32 index of the world in the simulated batch
     targets: jax.Array  # (Q, len(horizons), N, 3) object positions after the window
     target_ok: jax.Array  # (Q,) bool: the targets are not knife-edge (the shadow world's are within TARGET_STABLE)
@@ -391,20 +393,29 @@ def _uniform_choice(key: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(mask, noise, -jnp.inf), axis=1).astype(jnp.int32)
 
 
+def draw_tables(spec: BatchSpec, measured: Measured) -> dict[str, jax.Array]:
+    """What drawing questions needs of a measured batch, per template of the spec: `valid` (T, B) askable,
+    `classes` (T, B) each world's answer class, `allowed` (T, B, C) the classes its configuration allows,
+    `config` (B,) the visible configurations and `per_config` (T,) whether balance is kept within them."""
+    templates = spec.templates()
+    facts = [measured.facts[t.fact] for t in templates]
+    n_max = max(t.n_classes for t in templates)
+    return {"valid": askable(spec, measured)[0],
+            "classes": jnp.stack([answer_classes(t, f) for t, f in zip(templates, facts)]),
+            "allowed": jnp.stack([class_mask(t, f, n_max) for t, f in zip(templates, facts)]),
+            "config": configuration(measured.world),
+            "per_config": jnp.asarray([not t.reads_configuration for t in templates])}
+
+
 def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer) -> dict:
     """Balanced (template, world) pairs and their tokens; see the module docstring."""
     templates = spec.templates()
-    k_template, k_anchor, k_class, k_world, k_para = jax.random.split(key, 5)
+    k_template, k_redraw, k_anchor, k_class, k_world, k_para = jax.random.split(key, 6)
     q = spec.n_questions
-    facts = [measured.facts[t.fact] for t in templates]
-    n_max = max(t.n_classes for t in templates)
-    values = jnp.stack([f.value for f in facts])  # (T, B)
-    valid, _ = askable(spec, measured)
-    classes = jnp.stack([answer_classes(t, f) for t, f in zip(templates, facts)])
-    allowed = jnp.stack([class_mask(t, f, n_max) for t, f in zip(templates, facts)])  # (T, B, C)
-    times = jnp.stack([f.time for f in facts])
-    config = configuration(measured.world)  # (B,)
-    per_config = jnp.asarray([not t.reads_configuration for t in templates])
+    tables = draw_tables(spec, measured)
+    valid, classes, allowed, config, per_config = (tables[k] for k in ("valid", "classes", "allowed", "config",
+                                                                       "per_config"))
+    n_max = allowed.shape[-1]
     n_para = jnp.asarray([len(t.paraphrases) for t in templates], jnp.int32)
 
     # A world's configuration is complete for a template when the batch has an askable world of that
@@ -416,10 +427,15 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     present = jnp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(jnp.int32),
                          one_hot.astype(jnp.int32)) > 0  # (T, B, C): class c has an askable world like b
     complete = valid & jnp.all(present | ~allowed, axis=-1)  # (T, B)
-    # Templates with no complete configuration in this batch are not drawn.
+    # A slot draws a template by its weight; one with no complete configuration in this batch cannot be asked,
+    # and the slot falls back to a template that can (drawn by weight among those): counted per slot, so that a
+    # batch too small for a template's answers shows up in the metrics rather than as a silently changed mix.
     can_ask = complete.any(axis=1)
     log_weight = jnp.log(jnp.asarray(spec.template_weights(), jnp.float32))
-    template = jax.random.categorical(k_template, jnp.where(can_ask, log_weight, -jnp.inf), shape=(q,))
+    wanted = jax.random.categorical(k_template, log_weight, shape=(q,))
+    fallback = ~can_ask[wanted]
+    redraw = jax.random.categorical(k_redraw, jnp.where(can_ask, log_weight, -jnp.inf), shape=(q,))
+    template = jnp.where(fallback, redraw, wanted)
     # A configuration, drawn as often as askable worlds have it; then a class it allows, uniformly; then a
     # world of that configuration with that answer.
     anchor = _uniform_choice(k_anchor, complete[template])
@@ -427,7 +443,22 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     target = _uniform_choice(k_class, allowed[template, anchor])
     world = _uniform_choice(k_world, same & (classes[template] == target[:, None]))
     paraphrase = jnp.floor(jax.random.uniform(k_para, (q,)) * n_para[template]).astype(jnp.int32)
+    picked = questions_at(spec, measured, tok, template, world, paraphrase, can_ask[template])
+    return picked | {"left_out": (valid & ~complete).sum(axis=1)[template].astype(jnp.int32), "fallback": fallback}
 
+
+def questions_at(spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer, template: jax.Array, world: jax.Array,
+                 paraphrase: jax.Array, valid: jax.Array) -> dict:
+    """The tokens, answer and bookkeeping of given (template, world, paraphrase) questions (each (Q,)) about a
+    measured batch; `valid` marks the slots that hold a question. Without `left_out` and `fallback`, which only a
+    draw knows."""
+    templates = spec.templates()
+    facts = [measured.facts[t.fact] for t in templates]
+    n_max = max(t.n_classes for t in templates)
+    values = jnp.stack([f.value for f in facts])  # (T, B)
+    classes = jnp.stack([answer_classes(t, f) for t, f in zip(templates, facts)])
+    allowed = jnp.stack([class_mask(t, f, n_max) for t, f in zip(templates, facts)])  # (T, B, C)
+    times = jnp.stack([f.time for f in facts])
     question_table, answer_table, unit_table = (jnp.asarray(x) for x in _text_tables(spec, tok))
     value = values[template, world]
     klass = classes[template, world]
@@ -439,15 +470,14 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
         "question": question_table[template, paraphrase],
         "answer": jnp.where(is_number[:, None], numeric, fixed),
         "template": template.astype(jnp.int32),
-        "paraphrase": paraphrase,
+        "paraphrase": paraphrase.astype(jnp.int32),
         "value": value,
         "answer_class": jnp.where(is_number, 0, klass),
         "chance": jnp.where(is_number, 0.0, 1.0 / jnp.maximum(n_allowed, 1)).astype(jnp.float32),
-        "left_out": (valid & ~complete).sum(axis=1)[template].astype(jnp.int32),
-        "configuration": config[world],
+        "configuration": configuration(measured.world)[world],
         "event_time": times[template, world],
-        "valid": can_ask[template],
-        "world": world,
+        "valid": valid,
+        "world": world.astype(jnp.int32),
     }
 
 
@@ -468,11 +498,9 @@ def render_worlds(spec: BatchSpec, measured: Measured, drawn: jax.Array, jitter:
     return render_images(spec, measured, drawn, jitter).rgb
 
 
-def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple[QABatch, Measured]:
-    """The questions of a resolved spec and the measured batch they were picked from (traceable, not jitted)."""
-    k_sim, k_pick, k_jitter = jax.random.split(key, 3)
-    measured = simulate_and_measure(k_sim, spec)
-    picked = pick_questions(k_pick, spec, measured, tok)
+def assemble(key: jax.Array, spec: BatchSpec, measured: Measured, picked: dict) -> QABatch:
+    """The QABatch of picked questions about a measured batch: their videos (camera jitter drawn from `key`),
+    dense targets and hidden properties (traceable, not jitted)."""
     world = picked["world"]
     frames = jax.tree.map(lambda x: x[world], measured.frames)
     # With more questions than worlds, render every world once and look its video up per
@@ -481,7 +509,7 @@ def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple
     drawn = jnp.arange(spec.n_worlds) if per_world else world
     jitter = None
     if spec.camera_jitter > 0:
-        jitter = jax.random.uniform(k_jitter, (drawn.shape[0], 3), jnp.float32, -spec.camera_jitter, spec.camera_jitter)
+        jitter = jax.random.uniform(key, (drawn.shape[0], 3), jnp.float32, -spec.camera_jitter, spec.camera_jitter)
     video = render_worlds(spec, measured, drawn, jitter)
     if per_world:
         video = video[world]
@@ -492,9 +520,50 @@ def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple
                                          <= TARGET_STABLE)
     params = jax.tree.map(lambda x: x[world], measured.params)
     active, properties, gravity = jax.vmap(slot_properties)(jax.tree.map(lambda x: x[world], measured.world))
-    qa = QABatch(video=video, targets=targets, target_ok=target_ok, active=active, properties=properties,
-                 gravity=gravity, params=params, **picked)
-    return qa, measured
+    return QABatch(video=video, targets=targets, target_ok=target_ok, active=active, properties=properties,
+                   gravity=gravity, params=params, **picked)
+
+
+def make_batch(key: jax.Array, spec: BatchSpec, tok: tok_lib.Tokenizer) -> tuple[QABatch, Measured]:
+    """The questions of a resolved spec and the measured batch they were picked from (traceable, not jitted)."""
+    k_sim, k_pick, k_jitter = jax.random.split(key, 3)
+    measured = simulate_and_measure(k_sim, spec)
+    picked = pick_questions(k_pick, spec, measured, tok)
+    return assemble(k_jitter, spec, measured, picked), measured
+
+
+def pick_distinct(rng: np.random.Generator, spec: BatchSpec, tables: dict[str, np.ndarray], n_questions: int
+                  ) -> dict[str, np.ndarray]:
+    """Up to `n_questions` (template, world, paraphrase) draws on the host, as `pick_questions` draws them
+    (template by weight among those askable, then a configuration, a class it allows, a world), except that no
+    world is asked the same template twice: each question of a template is about another world. For held-out
+    suites, whose accuracies must count distinct worlds. `tables`: `draw_tables` on the host. Slots past the
+    last possible draw are marked invalid."""
+    templates = spec.templates()
+    valid = np.array(tables["valid"], bool)
+    classes, allowed = np.asarray(tables["classes"]), np.asarray(tables["allowed"], bool)
+    config, per_config = np.asarray(tables["config"]), np.asarray(tables["per_config"], bool)
+    n_templates, n_classes = allowed.shape[0], allowed.shape[-1]
+    same_config = (config[:, None] == config[None, :])[None] | ~per_config[:, None, None]  # (T, B, B')
+    one_hot = (classes[..., None] == np.arange(n_classes)).astype(np.int32)  # (T, B', C)
+    weights = spec.template_weights()
+    out = {"template": np.zeros(n_questions, np.int32), "world": np.zeros(n_questions, np.int32),
+           "paraphrase": np.zeros(n_questions, np.int32), "valid": np.zeros(n_questions, bool)}
+    for q in range(n_questions):
+        present = np.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(np.int32), one_hot) > 0
+        complete = valid & np.all(present | ~allowed, axis=-1)
+        can_ask = complete.any(axis=1)
+        if not can_ask.any():
+            break
+        p = np.where(can_ask, weights, 0.0)
+        t = rng.choice(n_templates, p=p / p.sum())
+        anchor = rng.choice(np.flatnonzero(complete[t]))
+        target = rng.choice(np.flatnonzero(allowed[t, anchor]))
+        world = rng.choice(np.flatnonzero(valid[t] & same_config[t, anchor] & (classes[t] == target)))
+        valid[t, world] = False  # not asked again
+        out["template"][q], out["world"][q], out["valid"][q] = t, world, True
+        out["paraphrase"][q] = rng.integers(len(templates[t].paraphrases))
+    return out
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "tok"))

@@ -16,6 +16,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from jax.sharding import PartitionSpec as P
 
@@ -52,7 +53,8 @@ class Batch:
 
 @struct.dataclass
 class Faults:
-    """What went wrong in the simulations of a step, per family of the config (F families, S scene shards).
+    """What went wrong in the simulations and question draws of a step, per family of the config (F families, S
+    scene shards).
 
     A world is unsound when its factual or a twin simulation had a non-finite
     state or a speed above `sim.simulate.MAX_SPEED` (`Frames.valid`). Its
@@ -61,6 +63,8 @@ class Faults:
     """
 
     unsound: jax.Array  # (S, F) int32: unsound worlds of each family in each shard
+    fallback: jax.Array  # (S, F) int32: question slots of each family in each shard whose template could not be
+    #                      asked of the shard's worlds and was drawn again (QABatch.fallback)
     example: tuple[dict[str, jax.Array], ...]  # per family, each leaf (S, ...): the sampled parameters of the
     #                                            shard's first unsound world of that family (of world 0 if none)
 
@@ -187,22 +191,24 @@ def concatenate(batches: list[Batch]) -> Batch:
 
 
 def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig
-                 ) -> tuple[Batch, jax.Array, dict[str, jax.Array]]:
-    """One family's questions for one shard (inside jit), its count of unsound worlds and the parameters
-    of the first of them (of world 0 if none)."""
+                 ) -> tuple[Batch, jax.Array, dict[str, jax.Array], jax.Array]:
+    """One family's questions for one shard (inside jit), its count of unsound worlds, the parameters
+    of the first of them (of world 0 if none) and its count of fallback question slots."""
     qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
     unsound = ~measured.sound
     first = jnp.argmax(unsound)
     example = jax.tree.map(lambda x: x[first], measured.params)
-    return to_model_shapes(qa, family, spec, cfg), unsound.sum().astype(jnp.int32), example
+    fallback = qa.fallback.sum().astype(jnp.int32)
+    return to_model_shapes(qa, family, spec, cfg), unsound.sum().astype(jnp.int32), example, fallback
 
 
 def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> tuple[Batch, Faults]:
     """Every family's share of one scene shard, concatenated; its faults with a leading shard axis of 1."""
     parts = [family_batch(streams.family(key, i), i, spec, cfg) for i, spec in enumerate(specs)]
-    faults = Faults(unsound=jnp.stack([n for _, n, _ in parts])[None],
-                    example=tuple(jax.tree.map(lambda x: x[None], e) for _, _, e in parts))
-    return concatenate([b for b, _, _ in parts]), faults
+    faults = Faults(unsound=jnp.stack([p[1] for p in parts])[None],
+                    fallback=jnp.stack([p[3] for p in parts])[None],
+                    example=tuple(jax.tree.map(lambda x: x[None], p[2]) for p in parts))
+    return concatenate([p[0] for p in parts]), faults
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,10 +244,32 @@ def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None)
     return jax.shard_map(on_device, mesh=mesh, in_specs=P(), out_specs=P(BATCH_AXES), check_vma=False)(key)
 
 
+@functools.partial(jax.jit, static_argnames=("spec",))
+def _suite_measured(key: jax.Array, spec: pipeline.BatchSpec):
+    measured = pipeline.simulate_and_measure(key, spec)
+    return measured, pipeline.draw_tables(spec, measured)
+
+
 @functools.partial(jax.jit, static_argnames=("family", "spec", "cfg"))
-def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
-    """A held-out evaluation batch of one family and split, in the model's shapes."""
-    return family_batch(key, family, spec, cfg)[0]
+def _suite_assemble(key: jax.Array, measured: pipeline.Measured, picks: dict, family: int, spec: pipeline.BatchSpec,
+                    cfg: ModelConfig) -> Batch:
+    picked = pipeline.questions_at(spec, measured, pipeline.default_tokenizer(), picks["template"], picks["world"],
+                                   picks["paraphrase"], picks["valid"])
+    none = jnp.zeros_like(picks["world"])
+    qa = pipeline.assemble(key, spec, measured, picked | {"left_out": none, "fallback": none.astype(bool)})
+    return to_model_shapes(qa, family, spec, cfg)
+
+
+def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> tuple[Batch, np.ndarray]:
+    """A held-out evaluation batch of one family and split, in the model's shapes, and the world each question
+    is about: `spec.n_worlds` worlds simulated, then `spec.n_questions` questions drawn as training draws them
+    but without asking a world the same template twice (`pipeline.pick_distinct`), so that a template's
+    accuracy counts distinct worlds. Slots past the worlds a template can be asked of are invalid."""
+    k_sim, k_pick, k_jitter = jax.random.split(key, 3)
+    measured, tables = _suite_measured(k_sim, spec)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).tolist())
+    picks = pipeline.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
+    return _suite_assemble(k_jitter, measured, picks, family, spec, cfg), picks["world"]
 
 
 def worlds_per_step(config: Config) -> dict[str, int]:

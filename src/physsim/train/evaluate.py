@@ -1,21 +1,25 @@
 """Held-out evaluation: fixed suites per family and split, answers judged by the shared scorer.
 
-Suites are simulated once per run from the evaluation stream of the run's
-seed (`fold_in(key(seed), 1)`), which training never draws from (training
-uses `fold_in(key(seed), 0)`), so held-out scenes are disjoint from training
-scenes by construction. Each suite is one family in one parameter split:
-`train` (in-distribution ranges) or `ood` (held-out ranges: other gravities,
-masses, frictions, speeds; see each family's declarations).
+Suites are simulated when the first evaluation is due, from the evaluation
+stream of the run's seed (`streams.suite`), which training never draws from,
+so held-out scenes are disjoint from training scenes by construction. Each
+suite is one family in one parameter split: `train` (in-distribution ranges)
+or `ood` (held-out ranges: other gravities, masses, frictions, speeds; see
+each family's declarations). Its questions are drawn as training draws them,
+except that no world is asked the same template twice (`data.suite_batch`):
+every accuracy counts distinct worlds, and reports how many (`worlds`).
 
 A model is scored by decoding its answers with the KV cache and judging the
 text with `questions.answers.check_answer` (the scorer any external model's
 answers go through), plus the mean error of its state head in metres. The
-blind baseline is scored on the same suites with the video zeroed. Chance is
+blind baseline is scored on the same suites with the video zeroed. Every
+accuracy carries its 95% Wilson interval (`ci_low`, `ci_high`). Chance is
 the accuracy of guessing uniformly among the answers a question's visible
 configuration allows (e.g. the blocks a tower of three has; 0 for numbers);
-"majority" is that of always giving the answer most common in the suite for
-each template (0 for numbers): where a suite's answers are unbalanced (the
-balancer found too few worlds of a class), it is above chance and says so.
+`best_constant` is that of always giving one answer per template, the best
+one for the suite: its most common answer, or for a number the value right
+within tolerance for the most worlds. A model blind to the video can learn
+no better than that, so it is the baseline numbers are read against.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from scipy import stats
 
 from physsim import model as model_lib
-from physsim import streams
+from physsim import scenarios, streams
 from physsim.model import loss as loss_lib
 from physsim.questions import answers, pipeline
 from physsim.questions.templates import TASKS
@@ -44,6 +49,7 @@ class Suite:
     split: str
     spec: pipeline.BatchSpec
     batch: data_lib.Batch
+    world: np.ndarray  # (Q,) the simulated world each question is about (distinct within a template)
 
 
 def suite_key(seed: int, family: str, split: str) -> jax.Array:
@@ -60,8 +66,8 @@ def make_suites(config: Config) -> list[Suite]:
             worlds = max(1, config.eval.questions // config.eval.questions_per_world)
             spec = pipeline.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions, frame_stride=data.frame_stride,
                                       width=cfg.width, height=cfg.height, horizons=data.horizons).resolved()
-            batch = data_lib.suite_batch(suite_key(config.train.seed, family, split), index, spec, cfg)
-            suites.append(Suite(family=family, split=split, spec=spec, batch=batch))
+            batch, world = data_lib.suite_batch(suite_key(config.train.seed, family, split), index, spec, cfg)
+            suites.append(Suite(family=family, split=split, spec=spec, batch=batch, world=world))
     return suites
 
 
@@ -90,45 +96,71 @@ def score(model: model_lib.VLM, suites: list[Suite], tokenizer, *, blind: bool =
             template = templates[int(t_index)]
             text = tokenizer.decode(tokens[i])
             rows.append({"family": suite.family, "split": suite.split, "task": template.task,
-                         "template": template.name, "kind": template.kind, "answer": text,
+                         "template": template.name, "kind": template.kind, "world": int(suite.world[i]),
+                         "value": float(value), "answer": text,
                          "truth": template.answer_text(float(value)),
                          "correct": answers.check_answer(text, template, float(value)),
                          "state_error_m": float(errors[i]), "chance": float(chances[i])})
     return rows
 
 
-def _group(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+def _group(rows: list, keys: tuple[str, ...], indexed: bool = False) -> dict[tuple, list]:
+    """Rows by the values of `keys` (rows given as (index, row) pairs when `indexed`)."""
     groups = defaultdict(list)
     for r in rows:
-        groups[tuple(r[k] for k in keys)].append(r)
+        groups[tuple((r[1] if indexed else r)[k] for k in keys)].append(r)
     return groups
 
 
+def interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion (NaNs for no trials)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def constant_hits(rows: list[dict]) -> list[bool]:
+    """Per row, whether the best constant answer of its (split, family, template) in these rows is right: the
+    most common answer of a choice or yes/no template, the number that is right for the most values of a number
+    template (`answers.best_constant`). What a model that never looks at the video can at best score."""
+    hits = [False] * len(rows)
+    for (split, family, name), group in _group(list(enumerate(rows)), ("split", "family", "template"), indexed=True).items():
+        template = next(t for t in scenarios.get(family).questions if t.name == name)
+        if template.kind == "number":
+            _, right = answers.best_constant(template, [r["value"] for _, r in group])
+        else:
+            truths = [r["truth"] for _, r in group]
+            most = max(set(truths), key=truths.count)
+            right = [t == most for t in truths]
+        for (i, _), ok in zip(group, right):
+            hits[i] = bool(ok)
+    return hits
+
+
 def summarise(main: list[dict], blind: list[dict] | None) -> dict:
-    """Accuracy of the model and the blind baseline, chance, and state error, per split x family x task
-    and per split x task."""
-
-    majority = {}
-    for group, rows in _group(main, ("split", "family", "template")).items():
-        answers_ = [r["truth"] for r in rows if r["kind"] != "number"]
-        majority[group] = max(set(answers_), key=answers_.count) if answers_ else None
-
-    def hits_majority(r):
-        return r["kind"] != "number" and r["truth"] == majority[(r["split"], r["family"], r["template"])]
+    """Accuracy of the model and the blind baseline with 95% intervals, the distinct worlds behind them, chance,
+    the best constant answer and state error, per split x task, split x family x task and template."""
+    constant = dict(zip(map(id, main), constant_hits(main)))
 
     def table(keys):
         out = []
         blind_groups = _group(blind, keys) if blind else {}
         for group, rows in sorted(_group(main, keys).items()):
+            right = sum(r["correct"] for r in rows)
+            low, high = interval(right, len(rows))
             entry = dict(zip(keys, group))
-            entry |= {"questions": len(rows), "accuracy": float(np.mean([r["correct"] for r in rows])),
+            entry |= {"questions": len(rows), "worlds": len({(r["family"], r["split"], r["world"]) for r in rows}),
+                      "accuracy": right / len(rows), "ci_low": low, "ci_high": high,
                       "chance": float(np.mean([r["chance"] for r in rows])),
-                      "majority": float(np.mean([hits_majority(r) for r in rows])),
+                      "best_constant": float(np.mean([constant[id(r)] for r in rows])),
                       "numeric_share": float(np.mean([r["kind"] == "number" for r in rows])),
                       "state_error_m": float(np.mean([r["state_error_m"] for r in rows]))}
             if blind:
                 b = blind_groups[group]
-                entry |= {"blind_accuracy": float(np.mean([r["correct"] for r in b])),
+                blind_right = sum(r["correct"] for r in b)
+                b_low, b_high = interval(blind_right, len(b))
+                entry |= {"blind_accuracy": blind_right / len(b), "blind_ci_low": b_low, "blind_ci_high": b_high,
                           "blind_state_error_m": float(np.mean([r["state_error_m"] for r in b]))}
             out.append(entry)
         return out

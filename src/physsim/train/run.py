@@ -210,13 +210,20 @@ def plot_curves(entries: list[dict], path: Path) -> None:
 def print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
-    table = Table(title="held-out accuracy by task type (model vs blind baseline vs chance vs majority answer)")
-    for column in ("split", "task", "questions", "accuracy", "blind", "chance", "majority", "state error (m)",
-                   "blind state error"):
+    table = Table(title="held-out accuracy by task type, with 95% intervals (model vs blind baseline vs chance vs "
+                        "best constant answer)")
+    for column in ("split", "task", "questions", "worlds", "accuracy", "blind", "chance", "best constant",
+                   "state error (m)", "blind state error"):
         table.add_column(column, justify="right")
+
+    def rate(r, prefix=""):
+        if f"{prefix}accuracy" not in r:
+            return "-"
+        return f"{r[prefix + 'accuracy']:.1%} [{r[prefix + 'ci_low']:.0%}, {r[prefix + 'ci_high']:.0%}]"
+
     for r in summary["by_split_task"]:
-        table.add_row(r["split"], r["task"], str(r["questions"]), f"{r['accuracy']:.1%}",
-                      f"{r.get('blind_accuracy', float('nan')):.1%}", f"{r['chance']:.1%}", f"{r['majority']:.1%}",
+        table.add_row(r["split"], r["task"], str(r["questions"]), str(r["worlds"]), rate(r), rate(r, "blind_"),
+                      f"{r['chance']:.1%}", f"{r['best_constant']:.1%}",
                       f"{r['state_error_m']:.3f}", f"{r.get('blind_state_error_m', float('nan')):.3f}")
     console.print(table)
 

@@ -193,6 +193,11 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
                     "unsound_worlds": unsound.sum()}
         names = data_lib.family_names(config.data)
         metrics |= {f"unsound_worlds/{name}": unsound[i] for i, name in enumerate(names)}
+        # Question slots whose template could not be asked of their shard's worlds (no configuration with every
+        # answer it allows) and went to another template: the template mix the config asks for, missed.
+        fallback = faults.fallback.sum(axis=0)
+        metrics |= {"fallback_questions": fallback.sum()}
+        metrics |= {f"fallback_questions/{name}": fallback[i] for i, name in enumerate(names)}
         metrics[FAULT_EXAMPLES] = dict(zip(names, example))
         return new, metrics
 
