@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from physsim import scenarios
 from physsim.model.checkpoint import CheckpointError
 from physsim.train import config as config_lib
 from physsim.train import data, evaluate, run, step
@@ -120,7 +121,10 @@ def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
     report = json.loads((result.run_dir / "eval.json").read_text())
     assert report["step"] == 16 and report["blind_baseline"] is True
     rows = report["by_split_task"]
-    assert {r["task"] for r in rows} <= {"state", "counterfactual"} and all("blind_accuracy" in r for r in rows)
+    asked = {t.task for t in scenarios.get("projectile").questions}  # the one family of the small config
+    assert rows and {r["task"] for r in rows} <= asked and all("blind_accuracy" in r for r in rows)
+    for r in rows:  # each accuracy with its interval and the distinct worlds behind it
+        assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and 1 <= r["worlds"] <= r["questions"]
     assert sorted(losses(result.run_dir)) == list(range(1, 17))
     # A checkpoint every 2 steps, the 3 latest kept.
     assert sorted(int(p.name) for p in (result.run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [12, 14, 16]

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("mujoco_warp")
 
 import physsim.env
+from physsim.sim import simulate
 
 
 def test_warp_rollout_matches_jax_in_flight_and_marks_contacts_unmeasured():
@@ -37,11 +38,23 @@ def _silhouette(seg: np.ndarray) -> np.ndarray:
     return edge
 
 
+def c_rollout(env, state, seconds):
+    """The worlds of `state` simulated by MuJoCo C, as a Trajectory. The renderers are compared on the poses of
+    a rollout, whichever simulator made them: MuJoCo C costs no compile (an MJX rollout compiled per family
+    took ~25 s of this module's 4 minutes)."""
+    world = jax.device_get(jax.vmap(lambda p: env.scenario.world(p, env.layout))(state.params))
+    n_frames = simulate.n_frames_for(env.layout, seconds)
+    per_world = [simulate.rollout_mj(jax.tree.map(lambda x, i=i: x[i], world), layout=env.layout, n_frames=n_frames)
+                 for i in range(len(world.mass))]
+    frames = jax.tree.map(lambda *xs: np.stack(xs).astype(np.float32), *per_world)
+    return physsim.env.Trajectory(params=state.params, world=world, frames=frames)
+
+
 @pytest.mark.parametrize("family", physsim.env.list())
 def test_warp_renderer_agrees_with_jax_ray_caster(family):
     """Same randomised worlds and jittered cameras: masks agree (IoU >= 0.97 per object), depth within 1%."""
     env = physsim.env.make(family)
-    traj = env.rollout(env.reset(jax.random.key(11), batch_size=3), 0.4)
+    traj = c_rollout(env, env.reset(jax.random.key(11), batch_size=3), 0.4)
     kwargs = dict(width=48, height=40, jitter_key=jax.random.key(2))
     by_jax = env.render_images(traj, **kwargs)
     by_warp = env.render_images(traj, backend="warp", **kwargs)
