@@ -54,7 +54,10 @@ AGREEMENT = {"simulation": 0.99, "pixels": 0.97}  # the bar of each route, on th
 KNIFE_EDGE_LIMIT = 0.20  # no template may drop more than this fraction of its well-posed worlds
 BASELINE_MARGIN = 0.05  # baselines must stay within this of the reported chance
 # The best constant number should be right on at most this fraction of the worlds asked (issue 17): reported, not
-# yet gated; apex_height and floor_distance exceed it with today's tolerances.
+# yet gated. Measured on 512 training worlds, today's tolerances leave it right on 44% (collision_time), 60%
+# (flight_time), 33% (apex_height), 32% (speed_at_bottom) and 36% (floor_distance). ±5% brings those to 15-21%,
+# but speed_at_bottom then agrees with MuJoCo C on 98.4% only, and on the current ood split projectile's numbers
+# stay at 29-38%: tolerances are set together with the OOD redesign.
 BEST_CONSTANT_LIMIT = 0.25
 BATCH = 64  # worlds simulated per call
 DRAWS = 2000  # balanced questions per template and batch for the baselines
