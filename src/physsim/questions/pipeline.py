@@ -407,26 +407,32 @@ def draw_tables(spec: BatchSpec, measured: Measured) -> dict[str, jax.Array]:
             "per_config": jnp.asarray([not t.reads_configuration for t in templates])}
 
 
+def complete_configurations(valid, classes, allowed, config, per_config, xp=jnp):
+    """(T, B, B') which worlds share a world's configuration for each template (all worlds, for a template that
+    asks for the configuration itself), and (T, B) whether a world's configuration is complete for a template:
+    askable, with an askable world of that configuration for every answer class it allows. `xp`: jax.numpy
+    inside the jitted picker, numpy in the host's `pick_distinct`."""
+    same_config = (config[:, None] == config[None, :])[None] | ~per_config[:, None, None]
+    one_hot = (classes[..., None] == xp.arange(allowed.shape[-1])).astype(xp.int32)  # (T, B', C)
+    present = xp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(xp.int32),
+                        one_hot) > 0  # (T, B, C): class c has an askable world like b
+    return same_config, valid & xp.all(present | ~allowed, axis=-1)
+
+
 def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer) -> dict:
     """Balanced (template, world) pairs and their tokens; see the module docstring."""
     templates = spec.templates()
     k_template, k_redraw, k_anchor, k_class, k_world, k_para = jax.random.split(key, 6)
     q = spec.n_questions
     tables = draw_tables(spec, measured)
-    valid, classes, allowed, config, per_config = (tables[k] for k in ("valid", "classes", "allowed", "config",
-                                                                       "per_config"))
-    n_max = allowed.shape[-1]
+    valid, classes, allowed = tables["valid"], tables["classes"], tables["allowed"]
     n_para = jnp.asarray([len(t.paraphrases) for t in templates], jnp.int32)
 
     # A world's configuration is complete for a template when the batch has an askable world of that
     # configuration for every answer class it allows: only those are drawn, so that within each configuration
     # every allowed answer is equally likely (a configuration missing a class is left out of this batch,
     # rather than answered with another class more often).
-    same_config = (config[:, None] == config[None, :]) | ~per_config[:, None, None]  # (T, B, B')
-    one_hot = classes[..., None] == jnp.arange(n_max)  # (T, B', C)
-    present = jnp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(jnp.int32),
-                         one_hot.astype(jnp.int32)) > 0  # (T, B, C): class c has an askable world like b
-    complete = valid & jnp.all(present | ~allowed, axis=-1)  # (T, B)
+    same_config, complete = complete_configurations(valid, classes, allowed, tables["config"], tables["per_config"])
     # A slot draws a template by its weight; one with no complete configuration in this batch cannot be asked,
     # and the slot falls back to a template that can (drawn by weight among those): counted per slot, so that a
     # batch too small for a template's answers shows up in the metrics rather than as a silently changed mix.
@@ -443,22 +449,20 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     target = _uniform_choice(k_class, allowed[template, anchor])
     world = _uniform_choice(k_world, same & (classes[template] == target[:, None]))
     paraphrase = jnp.floor(jax.random.uniform(k_para, (q,)) * n_para[template]).astype(jnp.int32)
-    picked = questions_at(spec, measured, tok, template, world, paraphrase, can_ask[template])
+    picked = questions_at(spec, measured, tables, tok, template, world, paraphrase, can_ask[template])
     return picked | {"left_out": (valid & ~complete).sum(axis=1)[template].astype(jnp.int32), "fallback": fallback}
 
 
-def questions_at(spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer, template: jax.Array, world: jax.Array,
-                 paraphrase: jax.Array, valid: jax.Array) -> dict:
+def questions_at(spec: BatchSpec, measured: Measured, tables: dict[str, jax.Array], tok: tok_lib.Tokenizer,
+                 template: jax.Array, world: jax.Array, paraphrase: jax.Array, valid: jax.Array) -> dict:
     """The tokens, answer and bookkeeping of given (template, world, paraphrase) questions (each (Q,)) about a
-    measured batch; `valid` marks the slots that hold a question. Without `left_out` and `fallback`, which only a
-    draw knows."""
+    measured batch and its `draw_tables`; `valid` marks the slots that hold a question. Without `left_out` and
+    `fallback`, which only a draw knows."""
     templates = spec.templates()
     facts = [measured.facts[t.fact] for t in templates]
-    n_max = max(t.n_classes for t in templates)
     values = jnp.stack([f.value for f in facts])  # (T, B)
-    classes = jnp.stack([answer_classes(t, f) for t, f in zip(templates, facts)])
-    allowed = jnp.stack([class_mask(t, f, n_max) for t, f in zip(templates, facts)])  # (T, B, C)
     times = jnp.stack([f.time for f in facts])
+    classes, allowed = tables["classes"], tables["allowed"]
     question_table, answer_table, unit_table = (jnp.asarray(x) for x in _text_tables(spec, tok))
     value = values[template, world]
     klass = classes[template, world]
@@ -474,7 +478,7 @@ def questions_at(spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer, te
         "value": value,
         "answer_class": jnp.where(is_number, 0, klass),
         "chance": jnp.where(is_number, 0.0, 1.0 / jnp.maximum(n_allowed, 1)).astype(jnp.float32),
-        "configuration": configuration(measured.world)[world],
+        "configuration": tables["config"][world],
         "event_time": times[template, world],
         "valid": valid,
         "world": world.astype(jnp.int32),
@@ -543,15 +547,12 @@ def pick_distinct(rng: np.random.Generator, spec: BatchSpec, tables: dict[str, n
     valid = np.array(tables["valid"], bool)
     classes, allowed = np.asarray(tables["classes"]), np.asarray(tables["allowed"], bool)
     config, per_config = np.asarray(tables["config"]), np.asarray(tables["per_config"], bool)
-    n_templates, n_classes = allowed.shape[0], allowed.shape[-1]
-    same_config = (config[:, None] == config[None, :])[None] | ~per_config[:, None, None]  # (T, B, B')
-    one_hot = (classes[..., None] == np.arange(n_classes)).astype(np.int32)  # (T, B', C)
+    n_templates = allowed.shape[0]
     weights = spec.template_weights()
     out = {"template": np.zeros(n_questions, np.int32), "world": np.zeros(n_questions, np.int32),
            "paraphrase": np.zeros(n_questions, np.int32), "valid": np.zeros(n_questions, bool)}
     for q in range(n_questions):
-        present = np.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(np.int32), one_hot) > 0
-        complete = valid & np.all(present | ~allowed, axis=-1)
+        same_config, complete = complete_configurations(valid, classes, allowed, config, per_config, xp=np)
         can_ask = complete.any(axis=1)
         if not can_ask.any():
             break

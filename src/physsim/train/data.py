@@ -251,10 +251,10 @@ def _suite_measured(key: jax.Array, spec: pipeline.BatchSpec):
 
 
 @functools.partial(jax.jit, static_argnames=("family", "spec", "cfg"))
-def _suite_assemble(key: jax.Array, measured: pipeline.Measured, picks: dict, family: int, spec: pipeline.BatchSpec,
-                    cfg: ModelConfig) -> Batch:
-    picked = pipeline.questions_at(spec, measured, pipeline.default_tokenizer(), picks["template"], picks["world"],
-                                   picks["paraphrase"], picks["valid"])
+def _suite_assemble(key: jax.Array, measured: pipeline.Measured, tables: dict, picks: dict, family: int,
+                    spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
+    picked = pipeline.questions_at(spec, measured, tables, pipeline.default_tokenizer(), picks["template"],
+                                   picks["world"], picks["paraphrase"], picks["valid"])
     none = jnp.zeros_like(picks["world"])
     qa = pipeline.assemble(key, spec, measured, picked | {"left_out": none, "fallback": none.astype(bool)})
     return to_model_shapes(qa, family, spec, cfg)
@@ -269,7 +269,7 @@ def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: Mode
     measured, tables = _suite_measured(k_sim, spec)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).tolist())
     picks = pipeline.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
-    return _suite_assemble(k_jitter, measured, picks, family, spec, cfg), picks["world"]
+    return _suite_assemble(k_jitter, measured, tables, picks, family, spec, cfg), picks["world"]
 
 
 def worlds_per_step(config: Config) -> dict[str, int]:

@@ -104,11 +104,10 @@ def score(model: model_lib.VLM, suites: list[Suite], tokenizer, *, blind: bool =
     return rows
 
 
-def _group(rows: list, keys: tuple[str, ...], indexed: bool = False) -> dict[tuple, list]:
-    """Rows by the values of `keys` (rows given as (index, row) pairs when `indexed`)."""
+def _group(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
     groups = defaultdict(list)
     for r in rows:
-        groups[tuple((r[1] if indexed else r)[k] for k in keys)].append(r)
+        groups[tuple(r[k] for k in keys)].append(r)
     return groups
 
 
@@ -124,16 +123,19 @@ def constant_hits(rows: list[dict]) -> list[bool]:
     """Per row, whether the best constant answer of its (split, family, template) in these rows is right: the
     most common answer of a choice or yes/no template, the number that is right for the most values of a number
     template (`answers.best_constant`). What a model that never looks at the video can at best score."""
+    groups = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[r["split"], r["family"], r["template"]].append(i)
     hits = [False] * len(rows)
-    for (split, family, name), group in _group(list(enumerate(rows)), ("split", "family", "template"), indexed=True).items():
+    for (_, family, name), members in groups.items():
         template = next(t for t in scenarios.get(family).questions if t.name == name)
         if template.kind == "number":
-            _, right = answers.best_constant(template, [r["value"] for _, r in group])
+            _, right = answers.best_constant(template, [rows[i]["value"] for i in members])
         else:
-            truths = [r["truth"] for _, r in group]
+            truths = [rows[i]["truth"] for i in members]
             most = max(set(truths), key=truths.count)
             right = [t == most for t in truths]
-        for (i, _), ok in zip(group, right):
+        for i, ok in zip(members, right):
             hits[i] = bool(ok)
     return hits
 
@@ -141,7 +143,7 @@ def constant_hits(rows: list[dict]) -> list[bool]:
 def summarise(main: list[dict], blind: list[dict] | None) -> dict:
     """Accuracy of the model and the blind baseline with 95% intervals, the distinct worlds behind them, chance,
     the best constant answer and state error, per split x task, split x family x task and template."""
-    constant = dict(zip(map(id, main), constant_hits(main)))
+    main = [r | {"constant_right": hit} for r, hit in zip(main, constant_hits(main))]
 
     def table(keys):
         out = []
@@ -153,7 +155,7 @@ def summarise(main: list[dict], blind: list[dict] | None) -> dict:
             entry |= {"questions": len(rows), "worlds": len({(r["family"], r["split"], r["world"]) for r in rows}),
                       "accuracy": right / len(rows), "ci_low": low, "ci_high": high,
                       "chance": float(np.mean([r["chance"] for r in rows])),
-                      "best_constant": float(np.mean([constant[id(r)] for r in rows])),
+                      "best_constant": float(np.mean([r["constant_right"] for r in rows])),
                       "numeric_share": float(np.mean([r["kind"] == "number" for r in rows])),
                       "state_error_m": float(np.mean([r["state_error_m"] for r in rows]))}
             if blind:
