@@ -385,12 +385,49 @@ def config_balance(names: tuple[str, ...] = BALANCE_CONFIGS, n_shards: int = CON
 
 OOD_ASKED_RATIO = 0.5  # out of distribution, a template is asked of at least half the fraction of worlds it is in
 OOD_MAX_CLASS = 0.75  # and no answer is more than this share of its raw (unbalanced) answers
+# Worlds per family and split for the askability rows: a template asked of 15% of worlds is then asked of ~38,
+# so the ratio and the class shares are read to about +-5 points (at 64 worlds they were noise).
+ASKABILITY_WORLDS = 256
 
 
-def split_askability(n_worlds: int = POOL_WORLDS) -> list[dict]:
+def suite_coverage(names: tuple[str, ...] = BALANCE_CONFIGS) -> list[dict]:
+    """Per config, family, split and template: the worlds of the config's real held-out suite (its seed's
+    evaluation stream, as `evaluate.make_suites` draws it, without rendering) the template can be asked of, and
+    the questions the suite asks with it. Every template must be asked of some world in every suite."""
+    from physsim.train import config as config_lib
+    from physsim.train import data as data_lib
+    from physsim.train import evaluate
+
+    rows = []
+    for name in names:
+        config = config_lib.load(EXPERIMENTS_DIR / f"{name}.py")
+        for _, key, spec in evaluate.suite_specs(config):
+            _, tables, picks = data_lib.suite_draw(key, spec)
+            askable = np.asarray(tables["valid"], bool).sum(axis=1)
+            for i, t in enumerate(spec.templates()):
+                asked = int(((picks["template"] == i) & picks["valid"]).sum())
+                rows.append({"config": name, "family": spec.family, "split": spec.split, "template": t.name,
+                             "suite_worlds": spec.n_worlds, "askable": int(askable[i]), "questions": asked,
+                             "passed": asked > 0})
+    return rows
+
+
+def print_suite_coverage(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="held-out suites of the CPU configs: worlds each template can be asked of, questions asked")
+    for column in ("config", "suite", "template", "worlds", "askable", "questions", "result"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["config"], f"{r['family']} ({r['split']})", r["template"], str(r["suite_worlds"]),
+                      str(r["askable"]), str(r["questions"]), "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]")
+    Console(width=150).print(table)
+
+
+def split_askability(n_worlds: int = ASKABILITY_WORLDS) -> list[dict]:
     """Per template: the fraction of worlds asked and the raw answers on each split (`selfcheck.askability`),
-    and whether the out-of-distribution split still tests it: asked of at least OOD_ASKED_RATIO of the
-    in-distribution fraction, no answer above OOD_MAX_CLASS of its answers."""
+    and whether the out-of-distribution split still tests it (`askability_row`)."""
     from physsim import scenarios
     from physsim.questions import selfcheck
 
@@ -398,20 +435,26 @@ def split_askability(n_worlds: int = POOL_WORLDS) -> list[dict]:
     for family in scenarios.names():
         by_split = {split: selfcheck.askability(*selfcheck.measured_batch(family, n_worlds, split=split))
                     for split in ("train", "ood")}
-        for name, ood in by_split["ood"].items():
-            train = by_split["train"][name]
-            asked = ood["asked"] > 0 and ood["asked_fraction"] >= OOD_ASKED_RATIO * train["asked_fraction"]
-            spread = ood["kind"] == "number" or (ood["asked"] > 0 and max(ood["answers"].values()) <= OOD_MAX_CLASS)
-            rows.append({"template": f"{family}/{name}", "kind": ood["kind"], "worlds": n_worlds, "train": train,
-                         "ood": ood, "passed": bool(asked and spread)})
+        rows += [askability_row(f"{family}/{name}", by_split["train"][name], ood)
+                 for name, ood in by_split["ood"].items()]
     return rows
+
+
+def askability_row(template: str, train: dict, ood: dict) -> dict:
+    """Whether the held-out split tests a template as training does: it is asked of at least OOD_ASKED_RATIO
+    of the fraction of worlds it is asked of in distribution, and (choices) no answer is above OOD_MAX_CLASS
+    of its raw answers. `train`, `ood`: rows of `selfcheck.askability`."""
+    asked = ood["asked"] > 0 and ood["asked_fraction"] >= OOD_ASKED_RATIO * train["asked_fraction"]
+    spread = ood["kind"] == "number" or (ood["asked"] > 0 and max(ood["answers"].values()) <= OOD_MAX_CLASS)
+    return {"template": template, "kind": ood["kind"], "worlds": ood["worlds"], "train": train, "ood": ood,
+            "passed": bool(asked and spread)}
 
 
 def print_split_askability(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"asked fraction and raw answers per split ({POOL_WORLDS} worlds each; ood must ask at least "
+    table = Table(title=f"asked fraction and raw answers per split ({ASKABILITY_WORLDS} worlds each; ood must ask at least "
                         f"{OOD_ASKED_RATIO:.0%} of the in-distribution fraction, no answer above {OOD_MAX_CLASS:.0%})")
     for column in ("template", "asked (train)", "asked (ood)", "answers (train)", "answers (ood)", "result"):
         table.add_column(column)
@@ -451,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
     parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
     args = parser.parse_args(argv)
-    rows, checks, balance, by_config, by_split = [], [], [], [], []
+    rows, checks, balance, by_config, by_split, coverage = [], [], [], [], [], []
     if "physics" in args.sections:
         rows = run_all()
         print_table(rows)
@@ -464,12 +507,15 @@ def main(argv: list[str] | None = None) -> int:
         print_config_balance(by_config)
         by_split = split_askability()
         print_split_askability(by_split)
+        coverage = suite_coverage()
+        print_suite_coverage(coverage)
     passed = (
         all_gated_pass(rows)
         and all(c.passed for c in checks)
         and all(b["kind"] == "number" or b["samples"] == 0 or b["max_excess"] <= BALANCE_LIMIT for b in balance)
         and all(b["kind"] == "number" or b["max_deviation"] <= BALANCE_LIMIT for b in by_config)
         and all(r["passed"] for r in by_split)
+        and all(r["passed"] for r in coverage)
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -481,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             "answer_balance": balance,
             "answer_balance_by_config": by_config,
             "askability_by_split": by_split,
+            "suite_coverage": coverage,
             "passed": passed,
         }
         args.json.write_text(json.dumps(payload, indent=2))

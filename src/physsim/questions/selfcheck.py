@@ -157,7 +157,7 @@ def askability(spec: pipeline.BatchSpec, measured: pipeline.Measured) -> dict[st
     for i, t in enumerate(spec.templates()):
         values = np.asarray(measured.facts[t.fact].value)[valid[i]]
         row = {"family": spec.family, "split": spec.split, "task": t.task, "kind": t.kind,
-               "asked_fraction": float(valid[i].mean()), "asked": int(valid[i].sum())}
+               "asked_fraction": float(valid[i].mean()), "asked": int(valid[i].sum()), "worlds": int(valid.shape[1])}
         if t.kind == "number":
             row |= {"mean": float(values.mean()) if values.size else None,
                     "std": float(values.std()) if values.size else None}

@@ -216,10 +216,9 @@ def gravity_param(ood: tuple[tuple[float, float], ...] = ((1.6, 3.7),)) -> Param
 GRAVITY = gravity_param()
 
 
-def mass_param(doc: str, per_object: bool = False) -> Param:
-    """Masses spread over a decade in distribution; heavier ones held out."""
-    return Param("mass", "kg", doc, train=(0.2, 2.0), ood=((4.0, 10.0),), valid=POSITIVE, log=True,
-                 per_object=per_object)
+def mass_param(doc: str, per_object: bool = False, ood: tuple[tuple[float, float], ...] = ((4.0, 10.0),)) -> Param:
+    """Masses spread over a decade in distribution; heavier ones held out by default, or a family's own ranges."""
+    return Param("mass", "kg", doc, train=(0.2, 2.0), ood=ood, valid=POSITIVE, log=True, per_object=per_object)
 
 
 def restitution_param(doc: str, train: tuple[float, float], per_object: bool = False) -> Param:

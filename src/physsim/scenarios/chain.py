@@ -43,19 +43,23 @@ RED, GREEN, BLUE, YELLOW = 0, 1, 2, 3
 
 PARAMS = (
     Param("count", "", "number of balls in play", train=(3.0, 5.0), valid=Interval(3.0, 5.0), choices=(3, 4, 5)),
-    Param("speed", "m/s", "launch speed of the red ball", train=(0.5, 3.0), ood=((0.25, 0.45), (3.5, 4.5)),
-          valid=Interval(0.0, 10.0)),
+    Param("speed", "m/s", "launch speed of the red ball", train=(0.5, 3.0), valid=Interval(0.0, 10.0)),
     Param("aim", "deg", "direction of the red ball's launch, left (+) or right (-) of the row",
           train=(-20.0, 20.0), valid=Interval(-90.0, 90.0)),
     Param("kick", "", "1 if the green ball is also launched", train=(0.0, 1.0), valid=Interval(0.0, 1.0),
           choices=(0, 1)),
     Param("kick_speed", "m/s", "launch speed of the green ball when kicked", train=(0.3, 1.5), ood=((1.6, 2.4),),
           valid=Interval(0.0, 10.0)),
-    # Held out: faster launches and kicks; the gaps stay in range so that every ball stays in view.
+    # Held out: rows further out of line, faster kicks, heavier balls, low gravity. The red ball's launch stays in
+    # range, and so do the gaps (every ball stays in view): measured on 128 worlds (validate's askability rows),
+    # slower or faster launches (0.25-0.45, 3.5-4.5 m/s) left "did red hit green before green hit blue" one
+    # answer (the second hit fell after the window, or red caught green first), aims beyond 20 degrees missed
+    # the green ball (who moved the blue ball: 94% one answer), and with the row in line as in training "does the
+    # blue ball move" was 79% "yes"; balls 5.5-9 cm off the line glance off each other, 69%.
     Param("gap", "m", "free space in front of each ball", train=(0.05, 0.35), valid=Interval(0.0, 2.0),
           per_object=True),
     Param("offset", "m", "sideways offset of each ball from the line", train=(-0.05, 0.05),
-          valid=Interval(-0.2, 0.2), per_object=True),
+          ood=((-0.09, -0.055), (0.055, 0.09)), valid=Interval(-0.2, 0.2), per_object=True),
     # The green ball may stand off the line, so that the red ball can pass it and hit the blue one itself.
     Param("green_offset", "m", "sideways offset of the green ball from the line", train=(-0.25, 0.25),
           valid=Interval(-0.4, 0.4)),

@@ -37,14 +37,19 @@ from physsim.sim.params import Interval, Param
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout
 
+# Held out: balls lighter and heavier than any in training, larger and grippier, under Moon-to-Mars gravity.
+# Speeds and gaps stay in range: the questions need impacts both inside the window (what the masses reveal) and
+# after it (what is predicted), with frames on either side. Measured on 256 worlds (validate's askability rows):
+# faster balls (|v| 2.6-3.5 or receding at 1.1-1.6 m/s) met inside the first frames, so that the impact
+# questions were asked of a fifth of the worlds they are in distribution; masses within a factor of 3 of each
+# other made "if the red ball were four times heavier" 77-100% one answer (the struck ball is faster unless
+# the red one stays much the lighter), a decade apart on either side of the training range 67%.
 PARAMS = (
     Param("speed", "m/s", "initial speed of each ball towards the other (negative: away from it)",
-          train=(-1.0, 2.5), ood=((-1.6, -1.1), (2.6, 3.0)), valid=Interval(-10.0, 10.0), per_object=True),
-    # Held out: faster balls, approaching or receding (a fast pair meets inside the video, a fast one chasing a
-    # receding one after it; the gap stays in view, so it is not shifted).
+          train=(-1.0, 2.5), valid=Interval(-10.0, 10.0), per_object=True),
     Param("gap", "m", "distance between the balls' surfaces at the start", train=(0.4, 1.4),
           valid=Interval(0.0, 5.0)),
-    mass_param("mass of each ball", per_object=True),
+    mass_param("mass of each ball", per_object=True, ood=((0.01, 0.19), (2.1, 40.0))),
     Param("radius", "m", "radius of each ball", train=(0.07, 0.12), ood=((0.13, 0.16),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.2, 0.8), ood=((1.0, 1.5),), per_object=True),

@@ -49,7 +49,10 @@ PARAMS = (
           ood=((1.2, 1.4),), valid=Interval(1.0, 10.0, lo_open=True)),
     Param("mass", "kg", "mass of the lighter object", train=(0.3, 1.0), ood=((2.0, 4.0),), valid=POSITIVE,
           log=True),
-    Param("restitution", "", "restitution of the less bouncy ball", train=(0.3, 0.5),
+    # Held out, besides the closer ratios: bouncier balls. With ratios of 1.2-1.4 alone, the two rebounds of balls of
+    # restitution 0.3-0.5 differ by less than the margin a 64-pixel video shows, so that "bouncier" was asked of
+    # 11% of worlds against 26% in distribution (256 worlds each); from 0.55-0.63 it is asked as often.
+    Param("restitution", "", "restitution of the less bouncy ball", train=(0.3, 0.5), ood=((0.55, 0.63),),
           valid=Interval(RESTITUTION_RANGE[0], RESTITUTION_RANGE[1] / 1.5)),
     Param("friction", "", "friction of the more slippery object", train=(0.1, 0.3), ood=((0.04, 0.08),),
           valid=FRICTION),

@@ -35,17 +35,21 @@ from physsim.sim.scene import ObjectSlot, SceneLayout
 
 LANE = 0.25  # m either side of y = 0
 
+# Held out: faster launches, flatter or steeper, under stronger gravity. The flat launches must still be in the
+# air after the window (0.2 s) and the steep ones land inside the rollout, also at half gravity: measured on 256
+# worlds, launches at 3.8-4.5 m/s and 10-18 degrees landed inside the window, so that "which lands farther" was
+# asked of 31% of worlds against 79% in distribution and "which rises higher" of 11% against 22%; at 4.0-5.4 m/s
+# and 14-18 or 72-86 degrees 68% and 15%, and "which is launched more steeply" 42% against 57%.
 PARAMS = (
-    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 3.5), ood=((3.8, 4.5),),
+    Param("speed", "m/s", "launch speed of each ball", train=(1.5, 3.5), ood=((4.0, 5.4),),
           valid=Interval(0.0, 20.0), per_object=True),
     Param("elevation", "deg", "launch angle above horizontal of each ball", train=(20.0, 70.0),
-          ood=((10.0, 18.0), (72.0, 82.0)), valid=Interval(0.0, 90.0), per_object=True),
+          ood=((14.0, 18.0), (72.0, 86.0)), valid=Interval(0.0, 90.0), per_object=True),
     mass_param("mass of each ball", per_object=True),
     Param("radius", "m", "radius of each ball", train=(0.08, 0.12), ood=((0.13, 0.16),),
           valid=Interval(0.01, 0.3), per_object=True),
     friction_param("sliding friction of each ball", (0.3, 0.8), per_object=True),
     restitution_param("bounciness on landing", (0.2, 0.7), per_object=True),
-    # Held out: stronger gravity, so that flights (and the half-gravity twin's) land inside the 2 s rollout.
     gravity_param(ood=((12.0, 16.0),)),
 )
 

@@ -265,11 +265,18 @@ def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: Mode
     is about: `spec.n_worlds` worlds simulated, then `spec.n_questions` questions drawn as training draws them
     but without asking a world the same template twice (`pipeline.pick_distinct`), so that a template's
     accuracy counts distinct worlds. Slots past the worlds a template can be asked of are invalid."""
-    k_sim, k_pick, k_jitter = jax.random.split(key, 3)
+    measured, tables, picks = suite_draw(key, spec)
+    k_jitter = jax.random.split(key, 3)[2]
+    return _suite_assemble(k_jitter, measured, tables, picks, family, spec, cfg), picks["world"]
+
+
+def suite_draw(key: jax.Array, spec: pipeline.BatchSpec) -> tuple[pipeline.Measured, dict, dict]:
+    """What `suite_batch` simulates and which questions it draws (host-side picks), before rendering: so that
+    `python -m physsim.validate` can check a config's real suites ask every template of some world."""
+    k_sim, k_pick, _ = jax.random.split(key, 3)
     measured, tables = _suite_measured(k_sim, spec)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).tolist())
-    picks = pipeline.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
-    return _suite_assemble(k_jitter, measured, tables, picks, family, spec, cfg), picks["world"]
+    return measured, tables, pipeline.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
 
 
 def worlds_per_step(config: Config) -> dict[str, int]:

@@ -57,17 +57,23 @@ def suite_key(seed: int, family: str, split: str) -> jax.Array:
     return streams.suite(seed, family, SPLITS.index(split))
 
 
+def suite_specs(config: Config) -> list[tuple[int, jax.Array, pipeline.BatchSpec]]:
+    """Per (family, split) suite of a config: the family's index, the suite's key and its resolved spec."""
+    data, cfg = config.data, config.model
+    worlds = max(1, config.eval.questions // config.eval.questions_per_world)
+    return [(index, suite_key(config.train.seed, family, split),
+             pipeline.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions,
+                                frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
+                                horizons=data.horizons).resolved())
+            for index, family in enumerate(data_lib.family_names(data)) for split in config.eval.splits]
+
+
 def make_suites(config: Config) -> list[Suite]:
     """One simulated, rendered, asked suite per (family, split); every task type the family asks."""
-    data, cfg = config.data, config.model
     suites = []
-    for index, family in enumerate(data_lib.family_names(data)):
-        for split in config.eval.splits:
-            worlds = max(1, config.eval.questions // config.eval.questions_per_world)
-            spec = pipeline.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions, frame_stride=data.frame_stride,
-                                      width=cfg.width, height=cfg.height, horizons=data.horizons).resolved()
-            batch, world = data_lib.suite_batch(suite_key(config.train.seed, family, split), index, spec, cfg)
-            suites.append(Suite(family=family, split=split, spec=spec, batch=batch, world=world))
+    for index, key, spec in suite_specs(config):
+        batch, world = data_lib.suite_batch(key, index, spec, config.model)
+        suites.append(Suite(family=spec.family, split=spec.split, spec=spec, batch=batch, world=world))
     return suites
 
 
