@@ -195,7 +195,7 @@ class Collision(Scenario):
         # The 4x heavier red ball keeps more of its velocity through the impact (momentum): read when the impact
         # is over, before rolling friction has worked on the balls for long, and where momentum says by how much
         # at least (the lowest restitution): v_red' = v_red - (1 + e) m_b u / (m_r + m_b), u the closing speed.
-        # Where one ball is many times the other's mass (the held-out masses span 0.01-40 kg) the difference is
+        # Where one ball is many times the other's mass (the held-out masses span 0.1-40 kg) the difference is
         # below what MuJoCo's soft contacts and friction blur (mm/s), and the check does not apply.
         twin = m.twins["heavy_red"]
         b = np.arange(f.time.shape[0])
