@@ -147,25 +147,23 @@ TRAINED = sorted({name for config in BALANCE_CONFIGS.values() for name in data.f
 
 
 @pytest.mark.parametrize("family", TRAINED)
-def test_answers_stay_balanced_at_the_world_counts_of_the_shipped_configs(family, measured):
-    """At the 2-16 worlds per family a config's scene shard holds, each choice and yes/no template still gives
-    each answer its configuration allows within 5 points of uniform, over 2,000 shards drawn from the family's
-    measured batch (a tiny run asks ~12 questions per family and shard, so balance at 64 worlds says nothing
-    about it); the class recorded is the class of the world asked about, and slots whose template cannot be
-    asked of a shard are counted as fallbacks. Configurations drawn fewer than 400 times are not judged (their
-    noise alone is 5 points); how often each template is asked at these sizes is validate's report."""
-    _, pool = measured(family)
-    specs = [s for config in BALANCE_CONFIGS.values() for s in data.family_specs(config) if s.family == family]
-    for spec in specs:
-        result = selfcheck.shard_balance(spec, pool, n_shards=4000)
-        assert 0.0 <= result["unasked"] <= result["fallback"] <= 1.0
-        measured_any = False
-        for name, row in result["templates"].items():
-            if row["kind"] == "number":
-                continue
-            assert row["max_deviation"] <= validate.BALANCE_LIMIT, (spec.n_worlds, name, row["fractions"])
-            measured_any |= row["groups_measured"] > 0
-        assert measured_any, f"{family} at {spec.n_worlds} worlds: no template asked often enough to measure"
+def test_a_runs_draws_stay_balanced_at_the_world_counts_of_the_shipped_configs(family, measured):
+    """At the 2-6 worlds of a family a shipped config's scene shard holds, over a run's worth of its steps (its
+    fresh questions into its share of the replay ring, updates drawn from the ring as the trainer draws them):
+    each choice and yes/no template gives each answer its configuration allows within 5 points of uniform
+    (judged by the 95% interval of each share), and every template is drawn. Uniform draws from a ring of
+    unbalanced shards miss this (measured: collision's if_red_heavier 7/93, chain's blue_moved 26/74); how much
+    of the template mix the ring serves is validate's row, on larger pools."""
+    pool = measured(family)
+    for name, config in BALANCE_CONFIGS.items():
+        if family not in data.family_names(config.data):
+            continue
+        rows = validate.run_balance(config, pools={family: pool}, only=family)
+        assert sum(r["samples"] for r in rows) > 0
+        for r in rows:
+            assert validate.balance_passed(r), (name, r["template"], r["worlds_per_shard"], r["share"],
+                                                r["wanted_share"], r.get("fractions"))
+        assert any(r["kind"] != "number" and r["groups_measured"] for r in rows), (name, family)
 
 
 def _synthetic(values, shadow_values, valid=True, classes=None):
@@ -397,10 +395,8 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     spec, m = measured("projectile")
     checks = selfcheck.fact_checks("projectile", m)
     balance = [{"template": f"projectile/{k}", **v} for k, v in selfcheck.answer_balance(spec, m).items()]
-    tiny = next(s for s in data.family_specs(BALANCE_CONFIGS["tiny"]) if s.family == "projectile")
-    shards = selfcheck.shard_balance(tiny, m, n_shards=500)
-    by_config = [{"config": "tiny", "template": f"projectile/{k}", "worlds_per_shard": tiny.n_worlds,
-                  "fallback": shards["fallback"], **v} for k, v in shards["templates"].items()]
+    by_config = [{"config": "tiny", **r} for r in validate.run_balance(BALANCE_CONFIGS["tiny"], pools={
+        "projectile": (spec, m)}, steps=40, only="projectile")]
     monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, balance))
     monkeypatch.setattr(validate, "config_balance", lambda: by_config)
     monkeypatch.setattr(validate, "split_askability", lambda: [])
@@ -414,7 +410,7 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, skewed))
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
     monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, balance))
-    skewed = [dict(b, max_deviation=0.2) if b["kind"] != "number" else b for b in by_config]
+    skewed = [dict(b, deviation_low=0.2) if b["kind"] != "number" else b for b in by_config]
     monkeypatch.setattr(validate, "config_balance", lambda: skewed)
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
     monkeypatch.setattr(validate, "config_balance", lambda: by_config)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -249,12 +250,15 @@ def test_replay_ring_keeps_the_latest_questions_per_shard_and_draws_only_what_it
                           slot_mask=zeros(2, dtype=bool), properties=zeros(2, 3), gravity=zeros(),
                           family=zeros(dtype=np.int32), template=zeros(dtype=np.int32), task=zeros(dtype=np.int32),
                           value=ids.reshape(-1), valid=np.ones(q, bool), target_ok=np.ones(q, bool),
-                          chance=zeros())
+                          chance=zeros(), answer_class=zeros(dtype=np.int32), configuration=zeros(dtype=np.int32))
 
     ring = replay.empty(jax.tree.map(lambda x: x[:fresh_per_shard], fresh(0)), shards, size)
+    mix = replay.Mix(weight=jnp.ones((1, 1)), per_config=jnp.ones((1, 1), bool))  # one number template
     seen = []
     for step_ in range(3):
-        ring, drawn = replay.push_and_sample(ring, fresh(step_), step_, jax.random.key(step_), updates=3, sample=50)
+        ring, drawn, unserved = replay.push_and_sample(ring, fresh(step_), step_, jax.random.key(step_), updates=3,
+                                                       sample=50, mix=mix)
+        assert float(unserved) == 0.0
         drawn = np.asarray(drawn.value).reshape(3, shards, 50)
         for s in range(shards):
             held = set(np.asarray(ring.value[s]).tolist()) - {0.0}

@@ -11,7 +11,9 @@ configuration whose measured answer is that class (a world may serve several
 slots). Configurations that lack one of their answers in the batch are not
 drawn for that template (`left_out` counts their worlds), so within every
 configuration each allowed answer is equally likely: neither the question
-nor the visible configuration tells the answer.
+nor the visible configuration tells the answer. A trainer with a replay ring
+(2-6 worlds of a family per shard, which rarely hold every answer) balances
+across the ring instead (`BatchSpec.balance`, `train.replay`).
 
 Knife-edge worlds are not asked about: every world is simulated a second
 time from initial positions moved by KNIFE_EDGE (0.1 mm, far below what a
@@ -50,7 +52,8 @@ KNIFE_EDGE = 1e-4  # m: the shadow world's objects start this far from the factu
 # an impact, positions differ by centimetres (measured: 0.1 mm at the start became 2.7 cm 1 s after a
 # collision): a soft contact's outcome depends on the physics step its first touch falls in.
 TARGET_STABLE = 0.05
-DISTANCE_UNITS = ("m", "m/s")  # questions in these units get the floor's scale in their context
+DISTANCE_UNITS = ("m", "m/s")
+BALANCE_MODES = ("shard", "replay")  # see BatchSpec.balance  # questions in these units get the floor's scale in their context
 
 
 def all_templates() -> list[Template]:
@@ -86,11 +89,18 @@ class BatchSpec:
     task_weights: tuple[float, ...] | None = None
     camera_jitter: float = 0.0  # m; 0 keeps the family camera fixed
     impl: str = "jax"
+    # Where answers are balanced. "shard": within this batch (only configurations with every allowed answer
+    # in it are drawn). "replay": across the trainer's replay ring (`train.replay.draw_weights`), so that a
+    # batch of 2-6 worlds, which rarely holds every answer, still asks the templates its weights ask for: a slot
+    # asks any askable world, its answer drawn uniformly among those its configuration has in the batch.
+    balance: str = "shard"
 
     def resolved(self) -> BatchSpec:
         """Defaults filled in and every value checked, with errors naming the problem."""
         scenario = scenarios.get(self.family)
         params_lib.check_split(self.split)
+        if self.balance not in BALANCE_MODES:
+            raise params_lib.unknown_name_error("balance mode", self.balance, list(BALANCE_MODES))
         seconds = scenario.default_seconds if self.seconds is None else self.seconds
         observe = scenario.observe_seconds if self.observe_seconds is None else self.observe_seconds
         for name, v in (("n_worlds", self.n_worlds), ("n_questions", self.n_questions),
@@ -407,15 +417,20 @@ def draw_tables(spec: BatchSpec, measured: Measured) -> dict[str, jax.Array]:
             "per_config": jnp.asarray([not t.reads_configuration for t in templates])}
 
 
-def complete_configurations(valid, classes, allowed, config, per_config, xp=jnp):
+def class_presence(valid, classes, allowed, config, per_config, xp=jnp):
     """(T, B, B') which worlds share a world's configuration for each template (all worlds, for a template that
-    asks for the configuration itself), and (T, B) whether a world's configuration is complete for a template:
-    askable, with an askable world of that configuration for every answer class it allows. `xp`: jax.numpy
-    inside the jitted picker, numpy in the host's `pick_distinct`."""
+    asks for the configuration itself), and (T, B, C) which answer classes an askable world of the same
+    configuration has. `xp`: jax.numpy inside the jitted picker, numpy in the host's `pick_distinct`."""
     same_config = (config[:, None] == config[None, :])[None] | ~per_config[:, None, None]
     one_hot = (classes[..., None] == xp.arange(allowed.shape[-1])).astype(xp.int32)  # (T, B', C)
-    present = xp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(xp.int32),
-                        one_hot) > 0  # (T, B, C): class c has an askable world like b
+    present = xp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(xp.int32), one_hot) > 0
+    return same_config, present
+
+
+def complete_configurations(valid, classes, allowed, config, per_config, xp=jnp):
+    """`class_presence`'s (T, B, B'), and (T, B) whether a world's configuration is complete for a template:
+    askable, with an askable world of that configuration for every answer class it allows."""
+    same_config, present = class_presence(valid, classes, allowed, config, per_config, xp)
     return same_config, valid & xp.all(present | ~allowed, axis=-1)
 
 
@@ -429,14 +444,20 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     n_para = jnp.asarray([len(t.paraphrases) for t in templates], jnp.int32)
 
     # A world's configuration is complete for a template when the batch has an askable world of that
-    # configuration for every answer class it allows: only those are drawn, so that within each configuration
-    # every allowed answer is equally likely (a configuration missing a class is left out of this batch,
-    # rather than answered with another class more often).
-    same_config, complete = complete_configurations(valid, classes, allowed, tables["config"], tables["per_config"])
-    # A slot draws a template by its weight; one with no complete configuration in this batch cannot be asked,
-    # and the slot falls back to a template that can (drawn by weight among those): counted per slot, so that a
-    # batch too small for a template's answers shows up in the metrics rather than as a silently changed mix.
-    can_ask = complete.any(axis=1)
+    # configuration for every answer class it allows. Balanced per shard, only those are drawn, so that within
+    # each configuration every allowed answer is equally likely (a configuration missing a class is left out of
+    # this batch, rather than answered with another class more often). Balanced by the replay ring, every
+    # askable world may be drawn, and the class among those its configuration has here: the ring's weighted
+    # draw evens them out over many steps' batches.
+    same_config, present = class_presence(valid, classes, allowed, tables["config"], tables["per_config"])
+    complete = valid & jnp.all(present | ~allowed, axis=-1)
+    drawable = complete if spec.balance == "shard" else valid
+    classes_drawn = allowed if spec.balance == "shard" else allowed & present
+    # A slot draws a template by its weight; one that cannot be asked of this batch (per shard: no complete
+    # configuration; by the ring: no askable world) falls back to a template that can (drawn by weight among
+    # those): counted per slot, so that a batch too small for a template shows up in the metrics rather than
+    # as a silently changed mix.
+    can_ask = drawable.any(axis=1)
     log_weight = jnp.log(jnp.asarray(spec.template_weights(), jnp.float32))
     wanted = jax.random.categorical(k_template, log_weight, shape=(q,))
     fallback = ~can_ask[wanted]
@@ -444,13 +465,13 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     template = jnp.where(fallback, redraw, wanted)
     # A configuration, drawn as often as askable worlds have it; then a class it allows, uniformly; then a
     # world of that configuration with that answer.
-    anchor = _uniform_choice(k_anchor, complete[template])
+    anchor = _uniform_choice(k_anchor, drawable[template])
     same = valid[template] & same_config[template, anchor]
-    target = _uniform_choice(k_class, allowed[template, anchor])
+    target = _uniform_choice(k_class, classes_drawn[template, anchor])
     world = _uniform_choice(k_world, same & (classes[template] == target[:, None]))
     paraphrase = jnp.floor(jax.random.uniform(k_para, (q,)) * n_para[template]).astype(jnp.int32)
     picked = questions_at(spec, measured, tables, tok, template, world, paraphrase, can_ask[template])
-    return picked | {"left_out": (valid & ~complete).sum(axis=1)[template].astype(jnp.int32), "fallback": fallback}
+    return picked | {"left_out": (valid & ~drawable).sum(axis=1)[template].astype(jnp.int32), "fallback": fallback}
 
 
 def questions_at(spec: BatchSpec, measured: Measured, tables: dict[str, jax.Array], tok: tok_lib.Tokenizer,

@@ -14,6 +14,7 @@ import functools
 
 import jax
 import numpy as np
+from scipy import stats
 
 from physsim import scenarios
 from physsim.questions import pipeline
@@ -65,7 +66,7 @@ def fact_checks(family: str, measured: pipeline.Measured) -> list[Check]:
     return out
 
 
-def _balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) -> dict[str, dict]:
+def balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) -> dict[str, dict]:
     """Per template of the spec, from flat arrays of drawn questions: how many were drawn, their answer
     distribution and the largest excess of an answer over its chance, and deviation from it, within a visible
     configuration (over all configurations for a question that asks for the configuration itself;
@@ -85,20 +86,25 @@ def _balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) -
             row["fractions"] = dict(zip(t.options_text, (counts / max(counts.sum(), 1)).round(4).tolist()))
             groups = [np.ones_like(classes, bool)] if t.reads_configuration else [
                 picked["configuration"][mine] == c for c in np.unique(picked["configuration"][mine])]
-            excess, deviation, measured = 0.0, 0.0, 0
+            excess, deviation, low, measured = 0.0, 0.0, 0.0, 0
             for g in groups:
                 if g.sum() < min_group:  # too few draws of a configuration to tell
                     continue
                 measured += 1
-                fractions = np.bincount(classes[g], minlength=t.n_classes) / g.sum()
-                chance = picked["chance"][mine][g].mean() if not t.reads_configuration else 1.0 / t.n_classes
+                counts = np.bincount(classes[g], minlength=t.n_classes)
+                fractions = counts / g.sum()
+                chance = float(picked["chance"][mine][g].mean()) if not t.reads_configuration else 1.0 / t.n_classes
                 excess = max(excess, float(fractions.max() - chance))
                 # Uniform over the 1 / chance answers the configuration allows: those are its most drawn classes
                 # (the others are never drawn; an allowed one never drawn is among them at 0, off by `chance`).
-                shares = np.sort(fractions)[::-1][:round(1.0 / chance)]
-                deviation = max(deviation, float(np.abs(shares - chance).max()))
+                top = np.sort(counts)[::-1][:round(1.0 / chance)]
+                deviation = max(deviation, float(np.abs(top / g.sum() - chance).max()))
+                for c in top:  # how far from chance the share's 95% interval lies (0: it holds chance)
+                    ci = stats.binomtest(int(c), int(g.sum())).proportion_ci(0.95, method="wilson")
+                    low = max(low, float(ci.low) - chance, chance - float(ci.high))
             row["max_excess"] = excess
             row["max_deviation"] = deviation
+            row["deviation_low"] = low  # the least deviation from uniform the draws are consistent with (95%)
             row["groups_measured"] = measured
         out[t.name] = row
     return out
@@ -107,46 +113,14 @@ def _balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) -
 def answer_balance(spec: pipeline.BatchSpec, measured: pipeline.Measured, n_samples: int = 8000, seed: int = 1
                    ) -> dict[str, dict]:
     """Answer distribution per template over `n_samples` balanced draws from one measured batch (see
-    `_balance_rows`), every template drawn equally often."""
+    `balance_rows`), every template drawn equally often."""
     templates = spec.templates()
     tok = pipeline.default_tokenizer()
     # Weight each task by its number of templates, so that every template is drawn equally often.
     per_task = tuple(float(sum(t.task == task for t in templates)) for task in spec.tasks)
     draws = dataclasses.replace(spec, n_questions=n_samples * len(templates), task_weights=per_task)
     picked = _np(jax.jit(pipeline.pick_questions, static_argnums=(1, 3))(jax.random.key(seed), draws, measured, tok))
-    return _balance_rows(spec, picked)
-
-
-@functools.partial(jax.jit, static_argnums=(1, 3, 4))
-def _shard_draws(key: jax.Array, spec: pipeline.BatchSpec, pool: pipeline.Measured, tok, n_shards: int) -> dict:
-    """The questions of `n_shards` shards of `spec.n_worlds` worlds each, every shard's worlds drawn without
-    replacement from the pool; the picks of all shards flattened."""
-    size = pool.sound.shape[0]
-
-    def one(k):
-        k_worlds, k_pick = jax.random.split(k)
-        worlds = jax.random.choice(k_worlds, size, (spec.n_worlds,), replace=False)
-        return pipeline.pick_questions(k_pick, spec, jax.tree.map(lambda x: x[worlds], pool), tok)
-
-    picked = jax.lax.map(one, jax.random.split(key, n_shards))
-    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), picked)
-
-
-def shard_balance(spec: pipeline.BatchSpec, pool: pipeline.Measured, n_shards: int, seed: int = 2) -> dict:
-    """Balance as training sees it: `n_shards` scene shards of the spec's own world count (a config's per-shard
-    share of one family: 2 to 16 worlds), each drawn from a measured pool of that family and asked with the
-    spec's template weights, as the trainer asks them. Returns the per-template rows of `_balance_rows`, each
-    with its share of the questions asked against the share its weight asks for, and the fraction of question
-    slots that fell back to another template (`fallback`) or found none to ask (`unasked`)."""
-    if pool.sound.shape[0] < spec.n_worlds:
-        raise ValueError(f"a pool of {pool.sound.shape[0]} worlds cannot give shards of {spec.n_worlds}")
-    picked = _np(_shard_draws(jax.random.key(seed), spec, pool, pipeline.default_tokenizer(), n_shards))
-    rows = _balance_rows(spec, picked, min_group=400)  # 400 draws: 95% of a fair class's share within 5 points
-    asked = max(int(picked["valid"].sum()), 1)
-    for (name, row), weight in zip(rows.items(), spec.template_weights()):
-        row.update(share=row["samples"] / asked, wanted_share=float(weight))
-    return {"templates": rows, "questions": int(picked["valid"].size), "fallback": float(picked["fallback"].mean()),
-            "unasked": float(1.0 - picked["valid"].mean())}
+    return balance_rows(spec, picked)
 
 
 def askability(spec: pipeline.BatchSpec, measured: pipeline.Measured) -> dict[str, dict]:

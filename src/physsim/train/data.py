@@ -48,6 +48,8 @@ class Batch:
     task: jax.Array  # (Q,) int32 index into questions.templates.TASKS
     value: jax.Array  # (Q,) float32 measured answer
     chance: jax.Array  # (Q,) float32: 1 / the answers the world's configuration allows (0 for numbers)
+    answer_class: jax.Array  # (Q,) int32 class of the answer given (0 for numbers)
+    configuration: jax.Array  # (Q,) int32 bit mask of the object slots in play (what the replay balances within)
     valid: jax.Array  # (Q,) bool: a sound world with a well-posed answer
 
 
@@ -96,6 +98,7 @@ def family_specs(config: Config, split: str = "train") -> tuple[pipeline.BatchSp
             name, split=split, n_worlds=worlds, n_questions=worlds * data.questions_per_world,
             frame_stride=data.frame_stride, width=cfg.width, height=cfg.height, horizons=data.horizons,
             tasks=tasks, task_weights=tuple(task_weight[t] for t in tasks), camera_jitter=data.camera_jitter,
+            balance="replay" if data.replay and split == "train" else "shard",
         ).resolved()
         specs.append(spec)
     return tuple(specs)
@@ -182,7 +185,8 @@ def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec,
         slot_mask=jnp.pad(qa.active, [(0, 0), (0, pad_slots)]),
         properties=jnp.pad(qa.properties, [(0, 0), (0, pad_slots), (0, 0)]),
         gravity=qa.gravity, family=jnp.full((q,), family, jnp.int32), template=qa.template,
-        task=task_of[qa.template], value=qa.value, chance=qa.chance, valid=qa.valid,
+        task=task_of[qa.template], value=qa.value, chance=qa.chance, answer_class=qa.answer_class,
+        configuration=qa.configuration, valid=qa.valid,
     )
 
 

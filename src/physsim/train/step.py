@@ -151,6 +151,7 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
     bos_id = pipeline.default_tokenizer().bos_id
 
     k_updates = config.train.updates_per_batch
+    mix = replay_lib.Mix.of(data_lib.family_specs(config))
 
     def updates(params, opt_state, batches: data_lib.Batch | None, fresh: data_lib.Batch, blind: bool):
         """`updates_per_batch` updates, on the replay's draws (batches, leading axis = update) or each on
@@ -174,11 +175,13 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
         key = streams.step(jax.random.wrap_key_data(state.key), state.step)
         fresh, faults = data_lib.global_batch(key, config, mesh)
         fresh = jax.lax.with_sharding_constraint(fresh, mesh_lib.batch_sharding(mesh))
-        draws, ring = None, state.replay
+        draws, ring, replay_metrics = None, state.replay, {}
         if config.data.replay:
-            ring, draws = replay_lib.push_and_sample(state.replay, fresh, state.step,
-                                                     key, k_updates,
-                                                     config.data.replay_sample)
+            ring, draws, unserved = replay_lib.push_and_sample(state.replay, fresh, state.step, key, k_updates,
+                                                               config.data.replay_sample, mix)
+            # The share of the configured template mix the ring could not balance (a template with no visible
+            # configuration holding all its answers among the ring's questions) and gave to the others.
+            replay_metrics = {"replay_unserved": unserved}
             draws = jax.lax.with_sharding_constraint(
                 draws, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, data_lib.BATCH_AXES)))
         params, opt_state, metrics = updates(state.params, state.opt_state, draws, fresh, blind=False)
@@ -189,6 +192,7 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
             new = dataclasses.replace(new, blind_params=blind_params, blind_opt_state=blind_opt_state)
             metrics |= {f"blind/{k}": v for k, v in blind.items()}
         unsound, example = faults.first()
+        metrics |= replay_metrics
         metrics |= {"valid_questions": fresh.valid.sum(), "questions": jnp.int32(fresh.valid.shape[0]),
                     "unsound_worlds": unsound.sum()}
         names = data_lib.family_names(config.data)
