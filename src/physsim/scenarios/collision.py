@@ -80,7 +80,7 @@ QUESTIONS = (
     Template("collision_time", "state", "number", "collision_time", (
         "At what time, in seconds from the first frame, will the red ball and the blue ball collide?",
         "How many seconds after the first frame will the two balls hit each other?",
-    ), unit="s", abs_tol=0.1),
+    ), unit="s", rel_tol=0.05, abs_tol=0.015),
     Template("faster_after", "descriptive", "choice", "faster_after", (
         "After the two balls collide in the video, which one moves faster?",
         "Which ball is faster after the collision shown in the video?",

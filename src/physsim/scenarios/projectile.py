@@ -61,19 +61,19 @@ QUESTIONS = (
     Template("landing_point", "state", "number", "landing_point", (
         "How far from its launch point will the red ball first touch the floor?",
         "At what distance from where it was launched will the red ball land?",
-    ), unit="m", rel_tol=0.1, abs_tol=0.05),
+    ), unit="m", rel_tol=0.05, abs_tol=0.03),
     Template("apex_height", "state", "number", "apex_height", (
         "How high above its launch point will the red ball rise?",
         "What is the greatest height above its start that the red ball will reach?",
-    ), unit="m", rel_tol=0.1, abs_tol=0.03),
+    ), unit="m", rel_tol=0.05, abs_tol=0.015),
     Template("flight_time", "state", "number", "flight_time", (
         "How many seconds after its launch in the first frame will the red ball first touch the floor?",
         "The red ball is launched at the first frame: after how many seconds will it land?",
-    ), unit="s", abs_tol=0.1),
+    ), unit="s", rel_tol=0.05, abs_tol=0.015),
     Template("landing_if_low_gravity", "counterfactual", "number", "landing_if_low_gravity", (
         "If gravity were half as strong, how far from its launch point would the red ball first touch the floor?",
         "With half the gravity, at what distance from where it was launched would the red ball land?",
-    ), unit="m", rel_tol=0.1, abs_tol=0.05),
+    ), unit="m", rel_tol=0.05, abs_tol=0.03),
     Template("farther", "state", "choice", "farther", (
         "Which ball will first touch the floor farther from its launch point?",
         "Which ball will land farther away from where it was launched?",

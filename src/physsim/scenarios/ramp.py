@@ -78,11 +78,11 @@ QUESTIONS = (
     Template("speed_at_bottom", "state", "number", "speed_at_bottom", (
         "How fast will the object be moving when it reaches the bottom of the slope?",
         "What speed will the object have at the foot of the slope?",
-    ), unit="m/s", rel_tol=0.1, abs_tol=0.05),
+    ), unit="m/s", rel_tol=0.05, abs_tol=0.05),
     Template("floor_distance", "state", "number", "floor_distance", (
         "How far past the foot of the slope will the ball be 2 seconds after the video ends?",
         "2 seconds after the last frame, how far along the floor beyond the slope will the ball be?",
-    ), unit="m", rel_tol=0.1, abs_tol=0.05),
+    ), unit="m", rel_tol=0.05, abs_tol=0.03),
 )
 
 
