@@ -269,3 +269,26 @@ def test_replay_ring_keeps_the_latest_questions_per_shard_and_draws_only_what_it
     # Step 2 overwrote step 0's slots (the oldest); step 1's questions are still there.
     assert sorted(seen[2][0].tolist()) == [1100, 1101, 1102, 1103, 1200, 1201, 1202, 1203]
     assert sorted(seen[2][1].tolist()) == [1110, 1111, 1112, 1113, 1210, 1211, 1212, 1213]
+
+
+def test_seed_summary_gives_mean_and_spread_over_runs_and_refuses_an_unfinished_run(tmp_path):
+    from physsim.train import seeds
+
+    def run(name, accuracy, blind):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"split": "train", "task": "state", "questions": 100, "worlds": 90 + len(name), "accuracy": accuracy,
+                 "ci_low": accuracy - 0.1, "ci_high": accuracy + 0.1, "blind_accuracy": blind, "chance": 0.2,
+                 "best_constant": 0.1}]
+        if name != "c":  # a group only some runs have is left out
+            rows.append(dict(rows[0], task="causal"))
+        (d / "eval.json").write_text(json.dumps({"by_split_task": rows}))
+        return d
+
+    dirs = [run("a", 0.5, 0.3), run("bb", 0.7, 0.3), run("c", 0.9, 0.4)]
+    (row,) = seeds.summarise(seeds.load(dirs))
+    assert (row["split"], row["task"], row["runs"]) == ("train", "state", 3)
+    assert row["mean"] == pytest.approx(0.7) and row["std"] == pytest.approx(0.2)
+    assert row["blind_mean"] == pytest.approx(1 / 3) and row["worlds"] == [91, 92, 91]
+    assert "**70.0% ± 20.0%**" in seeds.markdown([row])
+    assert seeds.main([str(d) for d in dirs] + [str(tmp_path / "unfinished")]) == 2

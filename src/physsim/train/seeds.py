@@ -1,0 +1,90 @@
+"""Several runs of one config (different `train.seed`s) summarised: per split and task type, the mean and spread
+of the held-out accuracies over the runs, each run's 95% interval, and the blind model and baselines beside them.
+
+    python -m physsim.train.seeds runs/tiny_seed0 runs/tiny_seed1 runs/tiny_seed2 [--markdown] [--json PATH]
+
+Each run's `eval.json` is scored on its own held-out suites (the suites are drawn from the seed's evaluation
+stream), so the spread over seeds covers both training and the worlds evaluated on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KEYS = ("split", "task")
+
+
+def load(run_dirs: list[Path]) -> list[dict]:
+    """Each run's eval.json, with a clear error naming a run that has none (not finished, or not a run)."""
+    out = []
+    for d in run_dirs:
+        path = Path(d) / "eval.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no final evaluation (is {d} a finished run directory?)")
+        out.append(json.loads(path.read_text()))
+    return out
+
+
+def summarise(evals: list[dict], table: str = "by_split_task") -> list[dict]:
+    """One row per group present in every run: the runs' accuracies (model, blind), their mean and sample
+    standard deviation, each run's interval and distinct worlds, and the mean chance and best constant."""
+    keys = ("split", "family", "task") if table == "by_split_family_task" else KEYS
+    per_run = [{tuple(r[k] for k in keys): r for r in e[table]} for e in evals]
+    common = sorted(set.intersection(*(set(p) for p in per_run)))
+    rows = []
+    for group in common:
+        rs = [p[group] for p in per_run]
+        acc = np.asarray([r["accuracy"] for r in rs])
+        blind = np.asarray([r.get("blind_accuracy", np.nan) for r in rs])
+        rows.append(dict(zip(keys, group)) | {
+            "runs": len(rs), "accuracy": acc.tolist(), "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(rs) > 1 else 0.0,
+            "intervals": [(r["ci_low"], r["ci_high"]) for r in rs],
+            "questions": [r["questions"] for r in rs], "worlds": [r["worlds"] for r in rs],
+            "blind": blind.tolist(), "blind_mean": float(np.nanmean(blind)),
+            "blind_std": float(np.nanstd(blind, ddof=1)) if len(rs) > 1 else 0.0,
+            "chance": float(np.mean([r["chance"] for r in rs])),
+            "best_constant": float(np.mean([r["best_constant"] for r in rs])),
+        })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as the README's table: mean ± sd over seeds, then each run's accuracy with its interval."""
+    lines = ["| split | task type | worlds per run | model: mean ± sd | each run (95% interval) | blind: mean ± sd "
+             "| chance | best constant |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        split = "in-distribution" if r["split"] == "train" else "out-of-distribution"
+        runs = ", ".join(f"{a:.0%} ({lo:.0%}-{hi:.0%})" for a, (lo, hi) in zip(r["accuracy"], r["intervals"]))
+        worlds = "/".join(str(w) for w in r["worlds"])
+        lines.append(f"| {split} | {r['task']} | {worlds} | **{r['mean']:.1%} ± {r['std']:.1%}** | {runs} | "
+                     f"{r['blind_mean']:.1%} ± {r['blind_std']:.1%} | {r['chance']:.1%} | {r['best_constant']:.1%} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m physsim.train.seeds", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<name>), one per seed")
+    parser.add_argument("--table", default="by_split_task", choices=["by_split_task", "by_split_family_task"])
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
+    args = parser.parse_args(argv)
+    try:
+        evals = load(args.runs)
+    except FileNotFoundError as e:
+        print(f"python -m physsim.train.seeds: error: {e}", file=sys.stderr)
+        return 2
+    rows = summarise(evals, args.table)
+    print(markdown(rows) if args.table == "by_split_task" else json.dumps(rows, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"runs": [str(r) for r in args.runs], "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
