@@ -94,7 +94,7 @@ def draw_weights(ring, mix: Mix) -> tuple[jax.Array, jax.Array]:
     w = jnp.where(complete, mix.weight[ring.family, ring.template] * n_g / jnp.maximum(n_t, 1)
                   / n_allowed / jnp.maximum(n_k, 1), 0.0)
     served = jnp.zeros(mix.weight.size).at[template].max(jnp.where(complete, mix.weight.ravel()[template], 0.0))
-    unserved = 1.0 - served.sum() / mix.weight.sum()
+    unserved = jnp.maximum(1.0 - served.sum() / mix.weight.sum(), 0.0)  # not -1e-7 from float sums
     # Before the first question is asked (or if none could be), draw uniformly among whatever is valid.
     w = jnp.where(w.sum() > 0, w, valid.astype(jnp.float32))
     return w / jnp.maximum(w.sum(), 1e-30), unserved
