@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from physsim.questions.templates import TASKS
+
 KEYS = ("split", "task")
 
 
@@ -35,7 +37,8 @@ def summarise(evals: list[dict], table: str = "by_split_task") -> list[dict]:
     standard deviation, each run's interval and distinct worlds, and the mean chance and best constant."""
     keys = ("split", "family", "task") if table == "by_split_family_task" else KEYS
     per_run = [{tuple(r[k] for k in keys): r for r in e[table]} for e in evals]
-    common = sorted(set.intersection(*(set(p) for p in per_run)))
+    order = {"train": 0, "ood": 1} | {task: i for i, task in enumerate(TASKS)}
+    common = sorted(set.intersection(*(set(p) for p in per_run)), key=lambda g: tuple(order.get(x, x) for x in g))
     rows = []
     for group in common:
         rs = [p[group] for p in per_run]
