@@ -52,8 +52,8 @@ KNIFE_EDGE = 1e-4  # m: the shadow world's objects start this far from the factu
 # an impact, positions differ by centimetres (measured: 0.1 mm at the start became 2.7 cm 1 s after a
 # collision): a soft contact's outcome depends on the physics step its first touch falls in.
 TARGET_STABLE = 0.05
-DISTANCE_UNITS = ("m", "m/s")
-BALANCE_MODES = ("shard", "replay")  # see BatchSpec.balance  # questions in these units get the floor's scale in their context
+DISTANCE_UNITS = ("m", "m/s")  # questions in these units get the floor's scale in their context
+BALANCE_MODES = ("shard", "replay")  # see BatchSpec.balance
 
 
 def all_templates() -> list[Template]:
@@ -417,21 +417,16 @@ def draw_tables(spec: BatchSpec, measured: Measured) -> dict[str, jax.Array]:
             "per_config": jnp.asarray([not t.reads_configuration for t in templates])}
 
 
-def class_presence(valid, classes, allowed, config, per_config, xp=jnp):
+def complete_configurations(valid, classes, allowed, config, per_config, xp=jnp):
     """(T, B, B') which worlds share a world's configuration for each template (all worlds, for a template that
-    asks for the configuration itself), and (T, B, C) which answer classes an askable world of the same
-    configuration has. `xp`: jax.numpy inside the jitted picker, numpy in the host's `pick_distinct`."""
+    asks for the configuration itself), (T, B, C) which answer classes an askable world of the same
+    configuration has, and (T, B) whether a world's configuration is complete for a template: askable, with an
+    askable world of that configuration for every answer class it allows. `xp`: jax.numpy inside the jitted
+    picker, numpy in the host's `pick_distinct`."""
     same_config = (config[:, None] == config[None, :])[None] | ~per_config[:, None, None]
     one_hot = (classes[..., None] == xp.arange(allowed.shape[-1])).astype(xp.int32)  # (T, B', C)
     present = xp.einsum("tab,tbc->tac", (same_config & valid[:, None, :]).astype(xp.int32), one_hot) > 0
-    return same_config, present
-
-
-def complete_configurations(valid, classes, allowed, config, per_config, xp=jnp):
-    """`class_presence`'s (T, B, B'), and (T, B) whether a world's configuration is complete for a template:
-    askable, with an askable world of that configuration for every answer class it allows."""
-    same_config, present = class_presence(valid, classes, allowed, config, per_config, xp)
-    return same_config, valid & xp.all(present | ~allowed, axis=-1)
+    return same_config, present, valid & xp.all(present | ~allowed, axis=-1)
 
 
 def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok_lib.Tokenizer) -> dict:
@@ -449,8 +444,8 @@ def pick_questions(key: jax.Array, spec: BatchSpec, measured: Measured, tok: tok
     # this batch, rather than answered with another class more often). Balanced by the replay ring, every
     # askable world may be drawn, and the class among those its configuration has here: the ring's weighted
     # draw evens them out over many steps' batches.
-    same_config, present = class_presence(valid, classes, allowed, tables["config"], tables["per_config"])
-    complete = valid & jnp.all(present | ~allowed, axis=-1)
+    same_config, present, complete = complete_configurations(valid, classes, allowed, tables["config"],
+                                                              tables["per_config"])
     drawable = complete if spec.balance == "shard" else valid
     classes_drawn = allowed if spec.balance == "shard" else allowed & present
     # A slot draws a template by its weight; one that cannot be asked of this batch (per shard: no complete
@@ -573,7 +568,7 @@ def pick_distinct(rng: np.random.Generator, spec: BatchSpec, tables: dict[str, n
     out = {"template": np.zeros(n_questions, np.int32), "world": np.zeros(n_questions, np.int32),
            "paraphrase": np.zeros(n_questions, np.int32), "valid": np.zeros(n_questions, bool)}
     for q in range(n_questions):
-        same_config, complete = complete_configurations(valid, classes, allowed, config, per_config, xp=np)
+        same_config, _, complete = complete_configurations(valid, classes, allowed, config, per_config, xp=np)
         can_ask = complete.any(axis=1)
         if not can_ask.any():
             break

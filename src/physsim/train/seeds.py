@@ -1,7 +1,7 @@
 """Several runs of one config (different `train.seed`s) summarised: per split and task type, the mean and spread
 of the held-out accuracies over the runs, each run's 95% interval, and the blind model and baselines beside them.
 
-    python -m physsim.train.seeds runs/tiny_seed0 runs/tiny_seed1 runs/tiny_seed2 [--markdown] [--json PATH]
+    python -m physsim.train.seeds runs/tiny_seed0 runs/tiny_seed1 runs/tiny_seed2 [--table T] [--json PATH]
 
 Each run's `eval.json` is scored on its own held-out suites (the suites are drawn from the seed's evaluation
 stream), so the spread over seeds covers both training and the worlds evaluated on.
