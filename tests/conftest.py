@@ -4,12 +4,11 @@ JAX compilation cache (~/.cache/physsim/jax), so reruns skip MJX compiles.
 `make test` runs two pytest-xdist workers (`--dist loadgroup`): tests that share an expensive fixture are
 kept on one worker (`pytest_collection_modifyitems` below), the rest go wherever a worker is free."""
 
-import gc
-
 import jax
 import pytest
 
 import physsim.env
+from physsim import _cache
 
 
 @pytest.fixture(scope="session")
@@ -48,15 +47,12 @@ def key():
 
 @pytest.fixture(scope="module", autouse=True)
 def release_compiled_programs():
-    """Drop every compiled program at the end of each test module. Each loaded XLA:CPU executable keeps
-    its code in its own memory mappings (an MJX program: hundreds), and one pytest process holding every
-    module's programs passed the kernel's limit of 65,530 mappings (vm.max_map_count): XLA then crashed
-    with SIGSEGV while compiling or loading the next program (twice on a fresh clone, in test_reliability,
-    at a different test each time). A later module that needs a program again loads it from the
-    persistent cache."""
+    """Drop every compiled program at the end of each test module (`physsim._cache.release_compiled_programs`
+    says why: one pytest process holding every module's programs passed vm.max_map_count and XLA crashed with
+    SIGSEGV while loading the next program, twice on a fresh clone, in test_reliability). A later module that
+    needs a program again loads it from the persistent cache."""
     yield
-    jax.clear_caches()
-    gc.collect()
+    _cache.release_compiled_programs()
 
 
 # Fixtures that cost a compile and a simulation or a training run: every test that uses one runs on the same

@@ -8,6 +8,7 @@ setting it to an empty string turns the cache off.
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -35,3 +36,14 @@ def enable_compilation_cache() -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def release_compiled_programs() -> None:
+    """Drops every compiled program this process holds (a later call of the same function reloads it from
+    the persistent cache). Each loaded XLA:CPU executable keeps its code in its own memory mappings (an MJX
+    program: hundreds), and a process that loads every family's programs passes the kernel's limit of
+    65,530 mappings (vm.max_map_count): XLA then fails with "LLVM ERROR: Unable to allocate section memory"
+    or SIGSEGV while loading the next one (`make validate` after ~95 min; a pytest worker). Long loops over
+    families call this between families."""
+    jax.clear_caches()
+    gc.collect()

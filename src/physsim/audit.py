@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from physsim import scenarios, streams
+from physsim._cache import release_compiled_programs
 from physsim.questions import answers as answer_lib
 from physsim.questions import pipeline, selfcheck
 from physsim.questions.templates import Template
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:  # rewritten after every family, so an interrupted audit keeps what it measured
             write_json(args.json, rows, args, complete=i + 1 == len(todo))
         if i + 1 < len(todo) and todo[i + 1][0] != family:
-            jax.clear_caches()  # each loaded program holds hundreds of memory mappings (see tests/conftest.py)
+            release_compiled_programs()  # each loaded program holds hundreds of memory mappings
     if len(todo) > 1:
         print("\nall families:")
         print_rows(rows)

@@ -27,6 +27,7 @@ import numpy as np
 from mujoco import mjx
 
 from physsim import env as env_lib
+from physsim._cache import release_compiled_programs
 from physsim.scenarios.base import cube_sizes, default_world, quat_about_y
 from physsim.sim import simulate
 from physsim.sim.randomize import WorldParams
@@ -296,6 +297,7 @@ def run_all(float32_row: bool = True) -> list[Row]:
     rows: list[Row] = []
     for experiment in EXPERIMENTS:
         rows.extend(experiment(float32=float32_row) if experiment is mjx_vs_mujoco_c else experiment())
+        release_compiled_programs()
     return rows
 
 
@@ -432,8 +434,11 @@ def config_balance(names: tuple[str, ...] = BALANCE_CONFIGS) -> list[dict]:
     """`run_balance` of each named config in experiments/, over a run's worth of its steps."""
     from physsim.train import config as config_lib
 
-    return [{"config": name, **row} for name in names
-            for row in run_balance(config_lib.load(EXPERIMENTS_DIR / f"{name}.py"))]
+    rows = []
+    for name in names:
+        rows += [{"config": name, **row} for row in run_balance(config_lib.load(EXPERIMENTS_DIR / f"{name}.py"))]
+        release_compiled_programs()
+    return rows
 
 
 OOD_ASKED_RATIO = 0.5  # out of distribution, a template is asked of at least half the fraction of worlds it is in
@@ -462,6 +467,7 @@ def suite_coverage(names: tuple[str, ...] = BALANCE_CONFIGS) -> list[dict]:
                 rows.append({"config": name, "family": spec.family, "split": spec.split, "template": t.name,
                              "suite_worlds": spec.n_worlds, "askable": int(askable[i]), "questions": asked,
                              "passed": asked > 0})
+            release_compiled_programs()
     return rows
 
 
@@ -490,6 +496,7 @@ def split_askability(n_worlds: int = ASKABILITY_WORLDS) -> list[dict]:
                     for split in ("train", "ood")}
         rows += [askability_row(f"{family}/{name}", by_split["train"][name], ood)
                  for name, ood in by_split["ood"].items()]
+        release_compiled_programs()
     return rows
 
 
@@ -542,27 +549,8 @@ def print_config_balance(rows: list[dict]) -> None:
     Console(width=150).print(table)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m physsim.validate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
-    parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
-    args = parser.parse_args(argv)
-    rows, checks, balance, by_config, by_split, coverage = [], [], [], [], [], []
-    if "physics" in args.sections:
-        rows = run_all()
-        print_table(rows)
-    if "questions" in args.sections:
-        from physsim.questions import selfcheck
-
-        checks, balance = selfcheck.self_check_all()
-        print_question_tables(checks, balance)
-        by_config = config_balance()
-        print_config_balance(by_config)
-        by_split = split_askability()
-        print_split_askability(by_split)
-        coverage = suite_coverage()
-        print_suite_coverage(coverage)
-    passed = (
+def all_passed(rows, checks, balance, by_config, by_split, coverage) -> bool:
+    return (
         all_gated_pass(rows)
         and all(c.passed for c in checks)
         and all(b["kind"] == "number" or b["samples"] == 0 or b["max_excess"] <= BALANCE_LIMIT for b in balance)
@@ -570,20 +558,58 @@ def main(argv: list[str] | None = None) -> int:
         and all(r["passed"] for r in by_split)
         and all(r["passed"] for r in coverage)
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "device": str(jax.devices()[0]),
-            "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
-            "rows": [r.as_dict() for r in rows],
-            "fact_checks": [dict(vars(c), passed=c.passed) for c in checks],
-            "answer_balance": balance,
-            "answer_balance_by_config": by_config,
-            "askability_by_split": by_split,
-            "suite_coverage": coverage,
-            "passed": passed,
-        }
-        args.json.write_text(json.dumps(payload, indent=2))
+
+
+def write_json(path: Path, rows, checks, balance, by_config, by_split, coverage, complete: bool) -> None:
+    """The report so far; `complete` is False until every section asked for has run (and `passed` then only
+    speaks for the sections present)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "device": str(jax.devices()[0]),
+        "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
+        "complete": complete,
+        "rows": [r.as_dict() for r in rows],
+        "fact_checks": [dict(vars(c), passed=c.passed) for c in checks],
+        "answer_balance": balance,
+        "answer_balance_by_config": by_config,
+        "askability_by_split": by_split,
+        "suite_coverage": coverage,
+        "passed": all_passed(rows, checks, balance, by_config, by_split, coverage),
+    }
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m physsim.validate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
+    parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
+    args = parser.parse_args(argv)
+    rows, checks, balance, by_config, by_split, coverage = [], [], [], [], [], []
+
+    def write(complete: bool) -> None:  # after every section, so that a crash keeps what was measured
+        if args.json:
+            write_json(args.json, rows, checks, balance, by_config, by_split, coverage, complete)
+
+    if "physics" in args.sections:
+        rows = run_all()
+        print_table(rows)
+        write(False)
+    if "questions" in args.sections:
+        from physsim.questions import selfcheck
+
+        checks, balance = selfcheck.self_check_all()
+        print_question_tables(checks, balance)
+        write(False)
+        by_config = config_balance()
+        print_config_balance(by_config)
+        write(False)
+        by_split = split_askability()
+        print_split_askability(by_split)
+        write(False)
+        coverage = suite_coverage()
+        print_suite_coverage(coverage)
+    write(True)
+    passed = all_passed(rows, checks, balance, by_config, by_split, coverage)
     return 0 if passed else 1
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from physsim import scenarios
+from physsim._cache import release_compiled_programs
 from physsim.questions import pipeline
 
 
@@ -152,4 +153,5 @@ def self_check_all(n_worlds: int = 64, n_samples: int = 8000, splits: tuple[str,
             checks += [dataclasses.replace(c, family=f"{family} ({split})") for c in fact_checks(family, measured)]
             for name, row in answer_balance(spec, measured, n_samples).items():
                 balance.append({"template": f"{family}/{name}", "split": split, **row})
+            release_compiled_programs()
     return checks, balance
