@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 import physsim.env
-from physsim.questions import pipeline
+from physsim import episode
 from physsim.questions.templates import TASK_TITLES
 
 DOCS = Path(__file__).parent
@@ -45,7 +45,7 @@ def main() -> None:
         strip = np.concatenate([np.asarray(video[0, k]) for k in np.linspace(0, n - 1, 6).astype(int)], axis=1)
         Image.fromarray(strip).save(OUT / f"{name}.png")
         physsim.env.save_video(video, OUT / f"{name}.gif", fps=env.layout.fps)
-        spec = pipeline.BatchSpec(name).resolved()
+        spec = episode.BatchSpec(name).resolved()
         seen = int(spec.video_frames()[-1])
         Image.fromarray(np.asarray(video[0, seen])).save(OUT / f"{name}_frame.png")
         asked = env.ask(traj, jax.random.key(1))

@@ -9,13 +9,12 @@ the GPUs (8 shards divide 1, 2, 4 or 8 devices).
 from physsim.model import config as model_config
 from physsim.train.config import Config, DataConfig, EvalConfig, RunConfig, TrainConfig
 
-FAMILIES = (("collision", 1.0), ("projectile", 1.0), ("ramp", 1.0), ("stack", 1.0), ("compare", 1.0), ("chain", 1.0))
-
 
 def get_config() -> Config:
     return Config(
         model=model_config.get("small", dtype="bfloat16"),
-        data=DataConfig(families=FAMILIES, worlds_per_shard=32, questions_per_world=4, shards=8, camera_jitter=0.1),
+        # data.families is left at its default: every registered family, weighted equally.
+        data=DataConfig(worlds_per_shard=32, questions_per_world=4, shards=8, camera_jitter=0.1),
         train=TrainConfig(steps=20_000, learning_rate=5e-4, warmup_steps=500, log_every=50, checkpoint_every=1000,
                           keep_checkpoints=3),
         eval=EvalConfig(every=1000, questions=256),

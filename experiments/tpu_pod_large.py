@@ -11,13 +11,12 @@ implementation and physsim's JAX ray caster).
 from physsim.model import config as model_config
 from physsim.train.config import Config, DataConfig, EvalConfig, RunConfig, TrainConfig
 
-FAMILIES = (("collision", 1.0), ("projectile", 1.0), ("ramp", 1.0), ("stack", 1.0), ("compare", 1.0), ("chain", 1.0))
-
 
 def get_config() -> Config:
     return Config(
         model=model_config.get("large"),
-        data=DataConfig(families=FAMILIES, worlds_per_shard=16, questions_per_world=4, shards=256, camera_jitter=0.1),
+        # data.families is left at its default: every registered family, weighted equally.
+        data=DataConfig(worlds_per_shard=16, questions_per_world=4, shards=256, camera_jitter=0.1),
         train=TrainConfig(steps=100_000, learning_rate=2e-4, warmup_steps=5000, fsdp=8, log_every=100,
                           checkpoint_every=2000),
         eval=EvalConfig(every=5000, questions=1024),

@@ -4,7 +4,6 @@ run-directory readers."""
 import json
 from pathlib import Path
 
-from physsim import bench
 from physsim.train import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,18 +19,18 @@ def measured_worlds(family: str) -> int:
     return 48 if family in ("ramp", "stack") else 32
 
 
-# The quick bench's training variant (one cheap family, two scene shards of two worlds, a replay ring of two
-# steps' questions and two updates per step, 16 steps; see physsim.bench.quick_train_overrides), so that the quick
-# bench's test and the runs compile one step program: the whole step compiles and runs in seconds. Resuming must
+# Runs of experiments/quick.py, the quick bench's training config (one cheap family, two scene shards of two worlds,
+# a replay ring of two steps' questions and two updates per step, 16 steps), so that the quick bench's test and the
+# runs compile one step program: the whole step compiles and runs in seconds. Resuming must
 # bring the replay ring back too. 16 steps: room for the kill and signal test (test_reliability) to stop a run twice
 # before its end. Two scene shards: the two-process test (test_reliability) trains the first steps of this run on
 # two processes, a shard each, and compares them with the uninterrupted run.
-SMALL = {**bench.quick_train_overrides(), "train.log_every": 1, "train.checkpoint_every": 2,
+SMALL = {"train.log_every": 1, "train.checkpoint_every": 2,
          "eval.every": 100, "eval.questions": 4, "eval.splits": ("train",), "run.progress": False}
 
 
 def small_config(tmp_path, **overrides):
-    return config_lib.replace(config_lib.load(ROOT / "experiments" / "tiny.py"),
+    return config_lib.replace(config_lib.load(ROOT / "experiments" / "quick.py"),
                               {**SMALL, "run.out_dir": str(tmp_path), **overrides})
 
 

@@ -8,11 +8,11 @@ import optax
 import pytest
 from flax import nnx
 
-from physsim import model, predict
+from physsim import episode, model, predict
 from physsim.model import checkpoint, flops, pretrained
-from physsim.questions import answers, pipeline
+from physsim.questions import answers
 
-TOK = pipeline.default_tokenizer()
+TOK = episode.default_tokenizer()
 SPECIAL = model.SpecialTokens.of(TOK)
 TINY = model.config.get("tiny", vocab_size=TOK.size)
 # The overfit model sees collision's 8 frames unpadded: half the video tokens of TINY's 16 frames, so the ~200
@@ -122,10 +122,10 @@ def test_prefix_lm_mask_blocks_future_answer_tokens_and_padded_frames(random_tin
 @pytest.fixture(scope="session")
 def overfit():
     """The tiny model trained on one fixed batch of OVERFIT collision questions, and how many steps it took."""
-    spec = pipeline.BatchSpec("collision", n_worlds=OVERFIT, n_questions=OVERFIT, width=TINY_8.width,
-                              height=TINY_8.height).resolved()
+    spec = episode.BatchSpec("collision", n_worlds=OVERFIT, n_questions=OVERFIT, width=TINY_8.width,
+                             height=TINY_8.height).resolved()
     scene_key, _ = jax.random.split(jax.random.key(OVERFIT_SEED))  # as physsim.predict splits its key
-    batch = pipeline.qa_batch(scene_key, spec)
+    batch = episode.qa_batch(scene_key, spec)
     assert bool(batch.valid.all())
     video, mask = model.pad_frames(batch.video, TINY_8.frames)
     n = batch.targets.shape[2]
@@ -463,7 +463,7 @@ def test_predict_cli_answers_the_memorised_scenes_correctly(saved, capsys):
 
 def test_predict_rows_hold_question_model_answer_and_true_answer(overfit):
     rows = predict.predict(overfit["model"], TOK, "collision", jax.random.key(OVERFIT_SEED), n=OVERFIT)
-    truth = pipeline.readable(overfit["batch"], overfit["spec"])
+    truth = episode.readable(overfit["batch"], overfit["spec"])
     assert [r["question"] for r in rows] == [t["question"] for t in truth]
     assert [r["model_answer"] for r in rows] == [t["answer"] for t in truth]
     assert all(r["correct"] for r in rows)

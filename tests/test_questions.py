@@ -9,11 +9,12 @@ import pytest
 
 import physsim.env
 from physsim import audit, scenarios, validate
-from physsim.questions import answers, pipeline, selfcheck, templates
+from physsim import episode, selfcheck
+from physsim.questions import answers, templates
 from physsim.questions import tokenizer as tok_lib
 from physsim.scenarios.base import Fact
 from physsim.train import config as config_lib
-from physsim.train import data, evaluate
+from physsim.train import data
 
 from helpers import ROOT, measured_worlds
 
@@ -36,7 +37,7 @@ def measured():
 
 def wilson_upper(successes: int, n: int) -> float:
     """Upper end of the 95% Wilson interval of a proportion."""
-    return evaluate.interval(successes, n)[1]
+    return answers.interval(successes, n)[1]
 
 
 
@@ -109,7 +110,7 @@ def test_every_template_agrees_with_its_independent_route_and_has_no_shortcut(fa
                 assert r["baseline_configuration"] <= r["chance"] + audit.BASELINE_MARGIN, (name, r)
         else:  # tolerances tight enough that one constant answer is not right on more than a quarter of worlds
             hits = round(r["best_constant_rate"] * r["asked"])
-            assert evaluate.interval(hits, r["asked"])[0] <= audit.BEST_CONSTANT_LIMIT, (name, r["best_constant"], hits)
+            assert answers.interval(hits, r["asked"])[0] <= audit.BEST_CONSTANT_LIMIT, (name, r["best_constant"], hits)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -140,7 +141,7 @@ def test_the_held_out_split_asks_every_template_as_training_does(family, measure
         assert wilson_upper(asked, n) >= validate.OOD_ASKED_RATIO * train[name]["asked_fraction"], (name, row)
         if row["kind"] != "number":
             top = round(max(row["answers"].values()) * asked)
-            assert evaluate.interval(top, asked)[0] <= validate.OOD_MAX_CLASS, (name, row["answers"])
+            assert answers.interval(top, asked)[0] <= validate.OOD_MAX_CLASS, (name, row["answers"])
 
 
 BALANCE_CONFIGS = {name: config_lib.load(ROOT / "experiments" / f"{name}.py") for name in validate.BALANCE_CONFIGS}
@@ -177,32 +178,32 @@ def _synthetic(values, shadow_values, valid=True, classes=None):
 def test_a_question_whose_answer_flips_in_the_shadow_world_is_not_asked():
     yesno = templates.Template("t", "state", "yesno", "f", ("q?",))
     f, g = _synthetic([1, 0, 1], [1, 1, 0])
-    np.testing.assert_array_equal(np.asarray(pipeline.stable(yesno, f, g)), [True, False, False])
+    np.testing.assert_array_equal(np.asarray(episode.stable(yesno, f, g)), [True, False, False])
     metres = templates.Template("t", "state", "number", "f", ("q?",), unit="m", rel_tol=0.1, abs_tol=0.05)
     f, g = _synthetic([1.0, 1.0, 0.1], [1.09, 1.2, 0.16])  # within 10%, outside, within 0.05 m
-    np.testing.assert_array_equal(np.asarray(pipeline.stable(metres, f, g)), [True, False, False])
+    np.testing.assert_array_equal(np.asarray(episode.stable(metres, f, g)), [True, False, False])
     f, _ = _synthetic([1.0], [1.0])
     _, g = _synthetic([1.0], [1.0], valid=False)  # the shadow is not even well posed
-    assert not bool(pipeline.stable(metres, f, g)[0])
+    assert not bool(episode.stable(metres, f, g)[0])
 
 
 @pytest.mark.batch_of("chain")
 def test_shadow_worlds_start_a_tenth_of_a_millimetre_away_and_knife_edge_ones_are_dropped(measured):
     spec, m = measured("chain")
     world = jax.vmap(lambda p: scenarios.get("chain").world(p, scenarios.get("chain").layout()))(m.params)
-    moved = np.asarray(pipeline.shadow_world(world).pos - world.pos)
-    np.testing.assert_allclose(np.abs(moved[..., :2]), pipeline.KNIFE_EDGE, atol=1e-6)  # float32 at ~1 m
+    moved = np.asarray(episode.shadow_world(world).pos - world.pos)
+    np.testing.assert_allclose(np.abs(moved[..., :2]), episode.KNIFE_EDGE, atol=1e-6)  # float32 at ~1 m
     assert (moved[..., 2] == 0).all()
-    valid, edge = (np.asarray(x) for x in pipeline.askable(spec, m))
+    valid, edge = (np.asarray(x) for x in episode.askable(spec, m))
     assert not (valid & edge).any()
     for i, t in enumerate(spec.templates()):
         f, g = m.facts[t.fact], m.shadow[t.fact]
-        flipped = np.asarray(f.valid & m.sound) & ~np.asarray(pipeline.stable(t, f, g))
+        flipped = np.asarray(f.valid & m.sound) & ~np.asarray(episode.stable(t, f, g))
         np.testing.assert_array_equal(edge[i], flipped)
 
 
 def test_the_window_ends_at_the_last_frame_shown_and_facts_treat_later_events_as_unseen():
-    spec = pipeline.BatchSpec("collision", frame_stride=2).resolved()
+    spec = episode.BatchSpec("collision", frame_stride=2).resolved()
     layout = scenarios.get("collision").layout()
     assert spec.observe_seconds == pytest.approx(spec.video_frames()[-1] / layout.fps)
     assert spec.observe_seconds == pytest.approx(0.56)  # 0.6 s at every 2nd of 25 frames/s shows 0 ... 0.56 s
@@ -239,17 +240,17 @@ def test_answers_that_depend_on_the_visible_configuration_say_so():
     # load 0.1 half-widths inside its support's edge at worst; towers 2, 3 topple.
     shift = [[0.0, 0.49, 0.0, 0.0, 0.0], [0.0, 0.3, 0.3, 0.0, 0.0], [0.55] * 5, [0.55] * 5]
     state = env.reset(jax.random.key(1), 4, count=[2, 3, 4, 5], shift=shift, mass=1.0)
-    measured = pipeline.measure_facts("stack", state.params, *_world_and_frames(env, state),
-                                      view=pipeline.View.of(pipeline.BatchSpec("stack").resolved()))
+    measured = episode.measure_facts("stack", state.params, *_world_and_frames(env, state),
+                                     view=episode.View.of(episode.BatchSpec("stack").resolved()))
     # Statics decides within a hair of the edge: knife-edge, whatever the simulation did (Fact.edge).
     falls = measured.facts["falls"]
     np.testing.assert_array_equal(np.asarray(falls.edge)[:2], [True, False])
-    assert not bool(pipeline.stable(scenarios.get("stack").questions[0], falls, measured.shadow["falls"])[0])
+    assert not bool(episode.stable(scenarios.get("stack").questions[0], falls, measured.shadow["falls"])[0])
     fact = measured.facts["lowest_to_fall"]
     # Options are the green to purple blocks: a tower of c blocks allows the lowest c - 1 of them.
     np.testing.assert_array_equal(np.asarray(fact.classes).sum(axis=1), [1, 2, 3, 4])
     assert not bool(fact.valid[0])  # a tower of two has one possible answer: not a question
-    config = np.asarray(pipeline.configuration(measured.world))
+    config = np.asarray(episode.configuration(measured.world))
     assert len(set(config.tolist())) == 4
 
 
@@ -259,21 +260,22 @@ def _world_and_frames(env, state):
 
 
 def test_jitted_batch_has_static_shapes_consistent_tokens_and_reproducible_targets():
-    spec = pipeline.BatchSpec("collision", n_worlds=16, n_questions=12, width=32, height=32, camera_jitter=0.1)
+    spec = episode.BatchSpec("collision", n_worlds=16, n_questions=12, width=32, height=32, camera_jitter=0.1)
     r = spec.resolved()
-    tok = pipeline.default_tokenizer()
-    batch, measured = jax.jit(pipeline.make_batch, static_argnums=(1, 2))(jax.random.key(4), r, tok)
+    tok = episode.default_tokenizer()
+    batch, measured = jax.jit(episode.make_batch, static_argnums=(1, 2))(jax.random.key(4), r, tok)
     n_video = len(r.video_frames())
     assert batch.video.shape == (12, n_video, 32, 32, 3) and batch.video.dtype == np.uint8
-    assert batch.question.shape == (12, pipeline.QUESTION_LENGTH)
-    assert batch.answer.shape == (12, pipeline.ANSWER_LENGTH)
+    assert batch.question.shape == (12, templates.QUESTION_LENGTH)
+    assert batch.answer.shape == (12, templates.ANSWER_LENGTH)
     assert batch.targets.shape == (12, len(r.horizons), 2, 3)
-    rows = pipeline.readable(batch, r)
+    rows = episode.readable(batch, r)
     for i, row in enumerate(rows):
         t = r.templates()[int(batch.template[i])]
-        assert row["question"] == tok.decode(tok.encode(r.prompt(t, int(batch.paraphrase[i]))))
+        assert row["read"] == tok.decode(tok.encode(r.prompt(t, int(batch.paraphrase[i]))))
         assert row["prompt"].startswith("Frames are 0.08 s apart, from 0.00 s to 0.56 s.")
-        assert row["answer"] == t.answer_text(float(batch.value[i]))
+        assert row["prompt"].endswith(row["question"]) and row["question"] in t.paraphrases
+        assert tok.decode(batch.answer[i]) == row["answer"] == t.answer_text(float(batch.value[i]))
         assert answers.check_answer(row["answer"], t, float(batch.value[i]))
     # Dense targets are the chosen worlds' positions after the window: re-simulated in another batch (another
     # compiled float32 program) they agree to 2 mm where they are insensitive, i.e. where the shadow world
@@ -282,7 +284,7 @@ def test_jitted_batch_has_static_shapes_consistent_tokens_and_reproducible_targe
     world = np.asarray(batch.world)
     shadow = np.asarray(measured.shadow_pos)[world][:, r.horizon_frames()]
     moved = np.linalg.norm(shadow - np.asarray(batch.targets), axis=-1).max(axis=(1, 2))
-    np.testing.assert_array_equal(np.asarray(batch.target_ok), moved <= pipeline.TARGET_STABLE)
+    np.testing.assert_array_equal(np.asarray(batch.target_ok), moved <= episode.TARGET_STABLE)
     calm = moved <= 5e-3
     assert calm.sum() >= 4
     env = physsim.env.make("collision")
@@ -292,23 +294,23 @@ def test_jitted_batch_has_static_shapes_consistent_tokens_and_reproducible_targe
 
 
 def test_prompts_carry_the_frame_times_and_a_scale_for_distances():
-    spec = pipeline.BatchSpec("projectile").resolved()
+    spec = episode.BatchSpec("projectile").resolved()
     by_name = {t.name: t for t in spec.templates()}
     assert spec.prompt(by_name["landing_point"], 0) == (
         "Frames are 0.08 s apart, from 0.00 s to 0.16 s. Floor squares are 0.25 m wide. "
         + by_name["landing_point"].paraphrases[0])
     assert "Floor squares" not in spec.prompt(by_name["flight_time"], 0)
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     for family in FAMILIES:
-        r = pipeline.BatchSpec(family).resolved()
+        r = episode.BatchSpec(family).resolved()
         for t in r.templates():
             for j in range(len(t.paraphrases)):
-                assert len(tok.encode(r.prompt(t, j))) <= pipeline.QUESTION_LENGTH
+                assert len(tok.encode(r.prompt(t, j))) <= templates.QUESTION_LENGTH
 
 
 def test_tokenizer_round_trips_every_template_and_any_number():
-    tok = pipeline.default_tokenizer()
-    for t in pipeline.all_templates():
+    tok = episode.default_tokenizer()
+    for t in episode.all_templates():
         for text in t.paraphrases + t.options:
             assert tok.decode(tok.encode(text)) == " ".join(templates.words(text)).replace(" ?", "?").replace(
                 " ,", ",").replace(" .", ".")
@@ -317,7 +319,7 @@ def test_tokenizer_round_trips_every_template_and_any_number():
         text = tok.decode(tok_lib.compact(ids, keep, 10))
         assert float(text) == pytest.approx(float(templates.format_number(value)))
         assert text == templates.format_number(value).lstrip("+") or value < 0
-    again = tok_lib.build(pipeline.all_templates())
+    again = tok_lib.build(episode.all_templates())
     assert again == tok and again.version == tok.version
     assert tok_lib.Tokenizer.from_json(tok.to_json()) == tok
     with pytest.raises(ValueError, match="does not match its version"):
@@ -359,21 +361,21 @@ def test_env_ask_gives_readable_questions_with_measured_answers():
 
 def test_impossible_requests_are_refused_by_name():
     with pytest.raises(ValueError, match="asks no 'causal' questions"):
-        pipeline.BatchSpec("collision", tasks=("causal",)).resolved()
+        episode.BatchSpec("collision", tasks=("causal",)).resolved()
     with pytest.raises(ValueError, match="observation window 5.0 s"):
-        pipeline.BatchSpec("collision", observe_seconds=5.0).resolved()
+        episode.BatchSpec("collision", observe_seconds=5.0).resolved()
     with pytest.raises(ValueError, match="shows only the first frame"):
-        pipeline.BatchSpec("collision", observe_seconds=0.05).resolved()
+        episode.BatchSpec("collision", observe_seconds=0.05).resolved()
     with pytest.raises(ValueError, match="horizons"):
-        pipeline.BatchSpec("collision", horizons=(3.0,)).resolved()
+        episode.BatchSpec("collision", horizons=(3.0,)).resolved()
     with pytest.raises(ValueError, match="did you mean 'state'"):
-        pipeline.BatchSpec("collision", tasks=("stat",)).resolved()
+        episode.BatchSpec("collision", tasks=("stat",)).resolved()
     with pytest.raises(ValueError, match="n_questions=0"):
-        pipeline.BatchSpec("collision", n_questions=0).resolved()
+        episode.BatchSpec("collision", n_questions=0).resolved()
     with pytest.raises(ValueError, match="stack.count=0"):
         physsim.env.make("stack").reset(jax.random.key(0), 2, count=0)
     with pytest.raises(ValueError, match="unknown scenario 'stak'; did you mean 'stack'"):
-        pipeline.BatchSpec("stak").resolved()
+        episode.BatchSpec("stak").resolved()
     with pytest.raises(ValueError, match="a choice needs at least two options"):
         templates.Template("t", "state", "choice", "f", ("q?",), options=("one",))
     with pytest.raises(ValueError, match="route 'vibes'"):
@@ -382,7 +384,7 @@ def test_impossible_requests_are_refused_by_name():
 
 def test_default_specs_of_every_family_are_consistent():
     for family in FAMILIES:
-        r = pipeline.BatchSpec(family).resolved()
+        r = episode.BatchSpec(family).resolved()
         assert r.video_frames()[-1] <= r.horizon_frames()[0]
         assert r.templates()
 

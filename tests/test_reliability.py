@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from physsim import scenarios
 from physsim.model import checkpoint
-from physsim.questions import answers, pipeline, selfcheck
+from physsim import episode, selfcheck
+from physsim.questions import answers
 from physsim.questions import tokenizer as tok_lib
 from physsim.scenarios import base as scenario_base
 from physsim.scenarios.projectile import Projectile
@@ -289,7 +290,7 @@ def declared_values(param, shape):
 @pytest.fixture(scope="session")
 def number_text():
     """Decoded number tokens of each value, as the model is trained to write them."""
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     encode = jax.jit(jax.vmap(lambda v: tok_lib.compact(*tok_lib.number_tokens(tok, v), 12)))
     return lambda values: [tok.decode(row) for row in np.asarray(encode(jnp.asarray(values, jnp.float32)))]
 
@@ -299,7 +300,7 @@ def test_parameters_anywhere_in_their_declared_ranges_give_finite_facts_and_answ
     scenario = scenarios.get(family)
     n = scenario.layout().n_objects
     worlds = measured_worlds(family)  # the shape of test_questions' shared batch: its compiled program is reused
-    spec = pipeline.BatchSpec(family, n_worlds=worlds).resolved()
+    spec = episode.BatchSpec(family, n_worlds=worlds).resolved()
 
     # Each example simulates 32 or 48 worlds (each parameter's corners mixed differently in each world);
     # on 2 CPU cores an example costs seconds for collision and projectile, up to ~40 s for chain and stack.

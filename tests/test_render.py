@@ -105,5 +105,5 @@ def test_bad_camera():
 def test_unknown_render_backend_is_refused_by_name():
     from physsim.render import render_with
 
-    with pytest.raises(ValueError, match="'opengl'.*choose one of"):
+    with pytest.raises(ValueError, match="unknown render backend 'opengl'.*Known: jax"):
         render_with("opengl")

@@ -43,10 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim import scenarios, streams
+from physsim import episode, scenarios, selfcheck, streams
 from physsim._cache import release_compiled_programs
 from physsim.questions import answers as answer_lib
-from physsim.questions import pipeline, selfcheck
 from physsim.questions.templates import Template
 from physsim.scenarios.base import Record
 from physsim.sim import params as params_lib
@@ -67,24 +66,24 @@ DRAWS = 2000  # balanced questions per template and batch for the baselines
 
 # The spec's split only matters for sampling, which happens outside: every split shares one program, and the
 # tests' measured batches (selfcheck) share it too.
-_sample, measure = selfcheck._sample, selfcheck.measure_given
+sample_params, measure = selfcheck.sample_params, selfcheck.measure_given
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _segmentation(spec: pipeline.BatchSpec, measured: pipeline.Measured) -> jax.Array:
+def _segmentation(spec: episode.BatchSpec, measured: episode.Measured) -> jax.Array:
     """(B, F, H, W) int32 segmentation of the frames each world's video shows (no camera jitter)."""
-    return pipeline.render_images(spec, measured, jnp.arange(spec.n_worlds)).segmentation
+    return episode.render_images(spec, measured, jnp.arange(spec.n_worlds)).segmentation
 
 
-def batch_spec(family: str, n_worlds: int = BATCH) -> pipeline.BatchSpec:
-    return pipeline.BatchSpec(family, n_worlds=n_worlds).resolved()
+def batch_spec(family: str, n_worlds: int = BATCH) -> episode.BatchSpec:
+    return episode.BatchSpec(family, n_worlds=n_worlds).resolved()
 
 
 def measured_batch(family: str, split: str, seed: int = 0, batch: int = 0, n_worlds: int = BATCH
-                   ) -> tuple[pipeline.BatchSpec, pipeline.Measured]:
+                   ) -> tuple[episode.BatchSpec, episode.Measured]:
     """Batch `batch` of the audit's worlds of a family and split, simulated and measured by the pipeline."""
     spec = batch_spec(family, n_worlds)
-    params = _sample(streams.audit(seed, family, params_lib.SPLITS.index(split), batch), family, n_worlds, split)
+    params = sample_params(streams.audit(seed, family, params_lib.SPLITS.index(split), batch), family, n_worlds, split)
     return spec, measure(params, spec)
 
 
@@ -96,14 +95,14 @@ def _world(tree, b: int):
     return jax.tree.map(lambda x: np.asarray(x[b]), tree)
 
 
-def derive_batch(spec: pipeline.BatchSpec, measured: pipeline.Measured, worlds: np.ndarray) -> list[dict]:
+def derive_batch(spec: episode.BatchSpec, measured: episode.Measured, worlds: np.ndarray) -> list[dict]:
     """Each listed world's answers by the independent routes (`Scenario.derive`)."""
     scenario = scenarios.get(spec.family)
     layout = scenario.layout()
     seg = np.asarray(_segmentation(spec, measured))
     frame_times = spec.video_frames() / layout.fps
     n_steps = int(round(2 * spec.seconds / layout.timestep))
-    twins = pipeline.twin_worlds(spec.family, measured.params, measured.world)
+    twins = episode.twin_worlds(spec.family, measured.params, measured.world)
     chosen = [int(b) for b in worlds]
     if not chosen:
         return []
@@ -128,7 +127,7 @@ def agrees(template: Template, value: float, derived: float) -> bool:
     return round(derived) == round(value)
 
 
-def balanced_draws(spec: pipeline.BatchSpec, measured: pipeline.Measured, per_template: int, seed: int) -> dict:
+def balanced_draws(spec: episode.BatchSpec, measured: episode.Measured, per_template: int, seed: int) -> dict:
     """Balanced questions about one measured batch, every template drawn equally often: template, answer
     class, the world's configuration and the chance it reports."""
     templates = spec.templates()
@@ -140,7 +139,7 @@ def balanced_draws(spec: pipeline.BatchSpec, measured: pipeline.Measured, per_te
 
 @functools.partial(jax.jit, static_argnums=1)
 def _pick(key, spec, measured):
-    return pipeline.pick_questions(key, spec, measured, pipeline.default_tokenizer())
+    return episode.pick_questions(key, spec, measured, episode.default_tokenizer())
 
 
 def baselines(template_index: int, fit: dict, test: dict) -> dict:
@@ -176,7 +175,7 @@ def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: i
     for k in range(n_batches):
         m = measured(k)
         take = min(batch, n_worlds - k * batch)
-        valid, edge = (np.asarray(x)[:, :take] for x in pipeline.askable(spec, m))
+        valid, edge = (np.asarray(x)[:, :take] for x in episode.askable(spec, m))
         facts = _host({t.name: m.facts[t.fact] for t in templates})
         asked = np.flatnonzero(valid.any(axis=0))
         by_world = dict(zip(asked.tolist(), derive_batch(spec, m, asked)))

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 
+from physsim import _names
 from physsim import env as env_lib
 from physsim import render as render_lib
 from physsim.sim.scene import warp_available
@@ -78,7 +79,7 @@ def render_backends() -> list[str]:
     return [b for b in render_lib.BACKENDS if b != "warp" or warp_available()]
 
 
-def bench_render(batch_sizes, resolutions, repeats: int, backends, scenario: str = "ramp") -> list[dict]:
+def bench_render(batch_sizes, resolutions, repeats: int, backends, scenario: str) -> list[dict]:
     env = env_lib.make(scenario)
     rows = []
     for b in batch_sizes:
@@ -108,17 +109,17 @@ def bench_questions(n_worlds: int, repeats: int, families=None) -> list[dict]:
     """
     from jax.sharding import Mesh, PartitionSpec
 
-    from physsim.questions import pipeline
+    from physsim import episode
 
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     n = mesh.size
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     rows = []
     for name in families or env_lib.list():
-        spec = pipeline.BatchSpec(name, n_worlds=n_worlds, n_questions=n_worlds).resolved()
+        spec = episode.BatchSpec(name, n_worlds=n_worlds, n_questions=n_worlds).resolved()
 
         def shard(keys, spec=spec):
-            qa = pipeline.make_batch(keys[0], spec, tok)[0]
+            qa = episode.make_batch(keys[0], spec, tok)[0]
             return qa.video, qa.valid
 
         fn = jax.jit(jax.shard_map(shard, mesh=mesh, in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"),
@@ -152,7 +153,7 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
 
     from physsim import model as model_lib
     from physsim.model import flops
-    from physsim.questions.pipeline import default_tokenizer
+    from physsim.episode import default_tokenizer
 
     tok = default_tokenizer()
     kind = jax.devices()[0].device_kind
@@ -191,17 +192,10 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
     return rows
 
 
-def quick_train_overrides() -> dict:
-    """A small variant of the tiny config for `--quick`: one cheap family, two scene shards of two worlds,
-    a replay ring of two steps' questions and two updates per step, on a 16-step schedule (the step count is
-    compiled into the learning-rate schedule). The tests train this same variant (tests/helpers.py), so the
-    quick bench's step is the program their runs compile."""
-    return {"data.families": (("projectile", 1.0),), "data.worlds_per_shard": 2, "data.questions_per_world": 2,
-            "data.shards": 2, "data.replay": 8, "data.replay_sample": 4, "train.updates_per_batch": 2,
-            "train.steps": 16, "train.warmup_steps": 1}
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # in a checkout
 
 
-def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
+def bench_train(config_path: str, repeats: int) -> list[dict]:
     """The real training step of a config: examples/s and where its time goes.
 
     Besides the whole step, the same step's pieces are jitted and timed on
@@ -213,13 +207,13 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
     one); what is left of the data pipeline after simulation and rendering is
     reported as questions.
     """
-    from physsim.questions import pipeline
+    from physsim import episode
     from physsim.train import config as config_lib
     from physsim.train import data as data_lib
     from physsim.train import mesh as mesh_lib
     from physsim.train import step as step_lib
 
-    config = config_lib.replace(config_lib.load(config_path), overrides)
+    config = config_lib.load(config_path)
     # As many devices as divide the config's scene shards (a 1-shard config on a CPU split into 2 uses 1).
     n = max(d for d in range(1, jax.device_count() + 1) if config.data.shards % d == 0)
     mesh = mesh_lib.make_mesh(config.train.fsdp, devices=jax.devices()[:n])
@@ -242,7 +236,7 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
 
     def simulate_all(k):
         keys = data_lib.shard_keys(k, 0, shards)
-        return [jax.lax.map(lambda kk, s=s: pipeline.simulate_and_measure(kk, s), keys) for s in specs]
+        return [jax.lax.map(lambda kk, s=s: episode.simulate_and_measure(kk, s), keys) for s in specs]
 
     sim_fn = jax.jit(simulate_all)
     t_sim = _median_seconds(lambda: [m.frames.pos for m in sim_fn(key)], repeats)
@@ -253,7 +247,7 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
         videos = []
         for spec, m in zip(specs, measured):
             drawn = jnp.arange(min(spec.n_questions, spec.n_worlds))  # make_batch's count of drawn videos
-            videos.append(jax.lax.map(lambda mm, spec=spec: pipeline.render_worlds(spec, mm, drawn), m))
+            videos.append(jax.lax.map(lambda mm, spec=spec: episode.render_worlds(spec, mm, drawn), m))
         return videos
 
     render_fn = jax.jit(render_all)
@@ -262,7 +256,7 @@ def bench_train(config_path: str, overrides: dict, repeats: int) -> list[dict]:
     n_trained, n_fresh = data_lib.n_trained(config), data_lib.n_questions(config)
     shares = {"simulation": t_sim / t_step, "rendering": t_render / t_step,
               "questions": max(t_data - t_sim - t_render, 0.0) / t_step, "model": max(t_step - t_data, 0.0) / t_step}
-    row = {"section": "train", "config": config_path, "overrides": {k: str(v) for k, v in overrides.items()},
+    row = {"section": "train", "config": config_path,
            "size": config.model.size, "batch_size": n_trained,
            "figure": n_trained / t_step, "unit": "examples/s", "fresh_qa_per_s": n_fresh / t_step,
            "steps_per_s": 1 / t_step, "fresh_questions_per_step": n_fresh, "blind_baseline": config.train.blind_baseline,
@@ -387,11 +381,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="model sizes of the model section (default: tiny on CPU; tiny small base on accelerators)")
     parser.add_argument("--model-batch", type=int, default=None, help="examples per training step (default 32; 8 with --quick)")
     parser.add_argument("--train-config", default=None,
-                        help="config of the train section (default: experiments/tiny.py on CPU, "
-                             "experiments/gpu_small.py on accelerators)")
+                        help="config of the train section (default: experiments/quick.py with --quick, else "
+                             "experiments/tiny.py on CPU, experiments/gpu_small.py on accelerators)")
     parser.add_argument("--families", nargs="+", default=None,
-                        help="scene families of the physics, questions and reference sections (default: all; "
-                             "collision with --quick)")
+                        help="scene families of the physics, questions and reference sections, the first also of "
+                             "the render section (default: every registered one; with --quick, those of "
+                             "experiments/quick.py)")
     parser.add_argument("--table", type=Path, default=None, metavar="RESULTS_JSON",
                         help="print recorded results as a Markdown table and exit")
     parser.add_argument("--cpu-devices", type=int, default=None,
@@ -413,15 +408,23 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
         jax.config.update("jax_platforms", "cpu")
-    families = args.families or (["collision"] if args.quick else env_lib.list())
+    on_cpu = jax.devices()[0].platform == "cpu"
+    train_config = args.train_config or str(EXPERIMENTS / ("quick.py" if args.quick else "tiny.py" if on_cpu
+                                                           else "gpu_small.py"))
+    needs_config = "train" in args.sections or (args.quick and not args.families)
+    if needs_config and not Path(train_config).is_file():
+        parser.error(f"--train-config {train_config}: no such file (run from a checkout, or pass a config)")
+    if args.families:
+        families = args.families
+    elif args.quick:  # the quick config's families: one cheap one
+        from physsim.train import config as config_lib
+
+        families = [name for name, _ in config_lib.load(train_config).data.families]
+    else:
+        families = env_lib.list()
     for name in families:
         if name not in env_lib.list():
-            parser.error(f"--families: unknown scene family {name!r}; choose from {env_lib.list()}")
-    on_cpu = jax.devices()[0].platform == "cpu"
-    train_config = args.train_config or str(Path(__file__).resolve().parents[2] / "experiments" /
-                                            ("tiny.py" if on_cpu or args.quick else "gpu_small.py"))
-    if "train" in args.sections and not Path(train_config).is_file():
-        parser.error(f"--train-config {train_config}: no such file (run from a checkout, or pass a config)")
+            parser.error(f"--families: {_names.unknown('scene family', name, env_lib.list())}")
     header = {"device": device_name(), "devices": jax.device_count(), "jax": jax.__version__,
               "mujoco": mujoco.__version__, "numpy": np.__version__, "python": platform.python_version(),
               "cpu_cores": os.cpu_count(), "quick": args.quick}
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         backends = args.render_backends or (["jax"] if args.quick else render_backends())
         if "warp" in backends and not warp_available():
             parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
-        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends)
+        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends, families[0])
     questions_batch = 16 if args.quick else 64
     if "questions" in args.sections:
         for b in args.questions_batches or ([16] if args.quick else [16, 32, 64]):
@@ -445,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         sizes = args.model_sizes or (["tiny"] if on_cpu or args.quick else ["tiny", "small", "base"])
         rows += bench_model(sizes, args.model_batch or (8 if args.quick else 32), repeats)
     if "train" in args.sections:
-        rows += bench_train(train_config, quick_train_overrides() if args.quick else {}, repeats)
+        rows += bench_train(train_config, repeats)
     if "reference" in args.sections:
         scenes = args.reference_scenes or (8 if args.quick else 64)
         rows += bench_reference(families, scenes, rows, questions_batch, repeats)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from physsim import episode
 from physsim import render as render_lib
 from physsim import scenarios
 from physsim.render import Camera, Images
@@ -63,19 +63,8 @@ class Trajectory:
         return self.frames.time[0]
 
 
-@functools.partial(jax.jit, static_argnames=("scenario_name", "layout", "n_frames", "impl"))
-def _simulate(params, *, scenario_name: str, layout: SceneLayout, n_frames: int, impl: str):
-    scenario = scenarios.get(scenario_name)
-    world = jax.vmap(lambda p: scenario.world(p, layout))(params)
-    frames = simulate.rollout(world, layout=layout, n_frames=n_frames, impl=impl)
-    return world, frames
-
-
-@functools.partial(jax.jit, static_argnums=0, static_argnames=("view", "impl"))
-def _measure_facts(family: str, params, world: WorldParams, frames: simulate.Frames, *, view, impl: str):
-    from physsim.questions import pipeline
-
-    return pipeline.measure_facts(family, params, world, frames, view=view, impl=impl)
+_rollout = jax.jit(episode.rollout, static_argnums=(0, 2), static_argnames=("layout", "impl"))
+_measure_facts = jax.jit(episode.measure_facts, static_argnums=0, static_argnames=("view", "impl"))
 
 
 class InvalidWorldError(ValueError):
@@ -125,9 +114,7 @@ class Env:
         """
         seconds = self.scenario.default_seconds if seconds is None else seconds
         n_frames = simulate.n_frames_for(self.layout, seconds)
-        world, frames = _simulate(
-            state.params, scenario_name=self.name, layout=self.layout, n_frames=n_frames, impl=self.impl
-        )
+        world, frames = _rollout(self.name, state.params, n_frames, layout=self.layout, impl=self.impl)
         traj = Trajectory(params=state.params, world=world, frames=frames)
         if check:
             self._raise_if_invalid(traj)
@@ -162,7 +149,7 @@ class Env:
         if jitter_key is not None:
             if not (jitter >= 0 and np.isfinite(jitter)):
                 raise ValueError(f"jitter={jitter} m must be a finite non-negative distance")
-            offsets = jax.random.uniform(jitter_key, (batch, 3), jnp.float32, -jitter, jitter)
+            offsets = episode.camera_jitter(jitter_key, batch, jitter)
         return render_lib.render_with(backend)(
             traj.frames.geom_xpos, traj.frames.geom_xmat, traj.world.size, offsets, layout=self.layout, camera=camera
         )
@@ -183,17 +170,15 @@ class Env:
         The video would show every `frame_stride`-th frame up to
         `observe_seconds` (default: the family's), rounded down to a frame shown.
         """
-        from physsim.questions import pipeline
-
         seconds = (traj.frames.time.shape[1] - 1) / self.layout.fps  # float32 frame times drift off the grid
-        spec = pipeline.BatchSpec(self.name, n_worlds=traj.frames.time.shape[0], seconds=seconds,
-                                  observe_seconds=observe_seconds, frame_stride=frame_stride, horizons=(),
-                                  impl=self.impl).resolved()
+        spec = episode.BatchSpec(self.name, n_worlds=traj.frames.time.shape[0], seconds=seconds,
+                                 observe_seconds=observe_seconds, frame_stride=frame_stride, horizons=(),
+                                 impl=self.impl).resolved()
         # One compiled program (twins, shadows and facts) rather than the facts' operations one by one: 30%
         # faster on a first call (measured: collision, 4 worlds, 9.3 s against 12.7 s on 2 cores), and cached.
-        measure = _measure_facts if self.impl == "jax" else pipeline.measure_facts
-        measured = measure(self.name, traj.params, traj.world, traj.frames, view=pipeline.View.of(spec), impl=self.impl)
-        asked, _ = jax.tree.map(np.asarray, pipeline.askable(spec, measured))
+        measure = _measure_facts if self.impl == "jax" else episode.measure_facts
+        measured = measure(self.name, traj.params, traj.world, traj.frames, view=episode.View.of(spec), impl=self.impl)
+        asked, _ = jax.tree.map(np.asarray, episode.askable(spec, measured))
         facts = jax.tree.map(np.asarray, measured.facts)
         rng = np.random.default_rng(None if key is None else np.asarray(jax.random.key_data(key)).tolist())
         out = []
@@ -203,17 +188,8 @@ class Env:
                 if not asked[i, b]:
                     continue
                 f = facts[t.fact]
-                value = float(f.value[b])
                 paraphrase = int(rng.integers(len(t.paraphrases))) if key is not None else 0
-                world.append({
-                    "question": t.paraphrases[paraphrase],
-                    "prompt": spec.prompt(t, paraphrase),
-                    "answer": t.answer_text(value),
-                    "explanation": t.explain(value, float(f.time[b])),
-                    "task": t.task,
-                    "template": t.name,
-                    "tolerance": t.tolerance_text(),
-                })
+                world.append(episode.describe(spec, t, float(f.value[b]), float(f.time[b]), paraphrase))
             out.append(world)
         return out
 

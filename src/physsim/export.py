@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 import physsim
-from physsim import scenarios
+from physsim import _names, scenarios
 from physsim.data import generate
 
 FORMATS = ("jsonl", "tfds")
@@ -79,7 +79,7 @@ def export(out: Path, *, fmt: str, families, split: str, num: int, seed: int = 0
            overwrite: bool = False, depth: bool = False, segmentation: bool = False) -> Path:
     """Makes the set in a temporary directory, then moves it to `out` (see the module docstring)."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
+        raise _names.unknown("format", fmt, FORMATS)
     families = generate.check_families(families)
     generate.check_split(split)
     if not isinstance(num, int) or num < 1:

@@ -19,7 +19,8 @@ import jax
 from physsim import model as model_lib
 from physsim import scenarios
 from physsim.model import checkpoint
-from physsim.questions import answers, pipeline
+from physsim import episode
+from physsim.questions import answers
 from physsim.sim import params as params_lib
 
 
@@ -33,11 +34,11 @@ def predict(model: model_lib.VLM, tokenizer, family: str, key: jax.Array, *, n: 
     """n fresh questions of `family`, each a dict of question, answer, model_answer, correct, task, ..."""
     cfg = model.config
     check_tokenizer_fits(cfg, tokenizer)
-    spec = pipeline.BatchSpec(family, split=split, n_worlds=n, n_questions=n, width=cfg.width, height=cfg.height)
+    spec = episode.BatchSpec(family, split=split, n_worlds=n, n_questions=n, width=cfg.width, height=cfg.height)
     spec = spec.resolved()
     k_scene, k_decode = jax.random.split(key)
     try:
-        batch = pipeline.qa_batch(k_scene, spec, tokenizer)
+        batch = episode.qa_batch(k_scene, spec, tokenizer)
     except ValueError as e:
         if "not in the vocabulary" in str(e):
             raise ValueError(f"the checkpoint's tokenizer (version {tokenizer.version}) cannot write {family!r} "
@@ -47,7 +48,7 @@ def predict(model: model_lib.VLM, tokenizer, family: str, key: jax.Array, *, n: 
     tokens = model_lib.generate(model, video, frame_mask, batch.question, model_lib.SpecialTokens.of(tokenizer),
                                 key=k_decode, temperature=temperature)
     templates = spec.templates()
-    rows = pipeline.readable(batch, spec, tokenizer)
+    rows = episode.readable(batch, spec, tokenizer)
     for row, t, answer_tokens in zip(rows, batch.template.tolist(), tokens):
         row["model_answer"] = tokenizer.decode(answer_tokens)
         row["correct"] = answers.check_answer(row["model_answer"], templates[t], row["value"])

@@ -39,9 +39,10 @@ import mujoco
 import numpy as np
 from PIL import Image
 
+from physsim import _names
 from physsim import render as render_lib
 from physsim import scenarios
-from physsim.questions import pipeline
+from physsim import episode
 from physsim.scenarios.base import Run
 from physsim.sim.scene import build_mj_model, scene_index
 from physsim.sim.simulate import n_frames_for, rollout_mj
@@ -144,8 +145,8 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
     other but yields no sample (physsim's count is of valid questions too).
     """
     if gl not in RENDERERS:
-        raise ValueError(f"unknown reference renderer {gl!r}; choose one of {RENDERERS}")
-    spec = pipeline.BatchSpec(family, split=split, n_worlds=1, n_questions=1, width=width, height=height).resolved()
+        raise _names.unknown("reference renderer", gl, RENDERERS)
+    spec = episode.BatchSpec(family, split=split, n_worlds=1, n_questions=1, width=width, height=height).resolved()
     scenario = scenarios.get(family)
     layout = scenario.layout()
     n_frames = n_frames_for(layout, spec.seconds)
@@ -154,7 +155,7 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
 
     renderer = (JaxRenderer if gl == "jax" else GLRenderer)(family, width, height)
 
-    view = pipeline.View.of(spec)
+    view = episode.View.of(spec)
 
     @jax.jit
     def facts_of(params, world, frames, twins):
@@ -167,9 +168,9 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
         """Each scene, its twins, and its knife-edge shadow with the shadow's twins (as physsim asks)."""
         params = scenario.sample(key, n_scenes, split)
         world = jax.vmap(lambda p: scenario.world(p, layout))(params)
-        shadow = pipeline.shadow_world(world)
-        return (params, world, pipeline.twin_worlds(family, params, world), shadow,
-                pipeline.twin_worlds(family, params, shadow))
+        shadow = episode.shadow_world(world)
+        return (params, world, episode.twin_worlds(family, params, world), shadow,
+                episode.twin_worlds(family, params, shadow))
 
     def labels(p, w, tws, sh, sh_tws, frames, cache):
         """The scene's facts, and which templates are well posed and not knife-edge (physsim's rule)."""
@@ -181,7 +182,7 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
         sound = all(fr.valid.all() for fr in (frames, shadow, *twins.values(), *shadow_twins.values()))
         batch = lambda f: jax.tree.map(lambda x: np.asarray(x)[None], f)  # noqa: E731
         askable = [tpl for tpl in templates if sound and bool(facts[tpl.fact].valid)
-                   and bool(pipeline.stable(tpl, batch(facts[tpl.fact]), batch(shadow_facts[tpl.fact]))[0])]
+                   and bool(episode.stable(tpl, batch(facts[tpl.fact]), batch(shadow_facts[tpl.fact]))[0])]
         return facts, askable
 
     # Warm-up, not timed: compile the facts and renderer on one throw-away scene.
@@ -213,13 +214,9 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
             tpl = askable[rng.integers(len(askable))]
             f = facts[tpl.fact]
             paraphrase = int(rng.integers(len(tpl.paraphrases)))
-            record = {
-                "id": f"{family}-{seed}-{i:06d}", "family": family, "task": tpl.task, "template": tpl.name,
-                "question": tpl.paraphrases[paraphrase], "prompt": spec.prompt(tpl, paraphrase),
-                "answer": tpl.answer_text(float(f.value)), "value": float(f.value),
-                "explanation": tpl.explain(float(f.value), float(f.time)), "tolerance": tpl.tolerance_text(),
-                "params": {k: np.asarray(v).tolist() for k, v in p.items()},
-            }
+            record = {"id": f"{family}-{seed}-{i:06d}",
+                      **episode.describe(spec, tpl, float(f.value), float(f.time), paraphrase),
+                      "params": {k: np.asarray(v).tolist() for k, v in p.items()}}
         t = timer.add("answers", t)
         if record is not None:
             paths = []
@@ -239,7 +236,7 @@ def run(family: str, n_scenes: int, out: Path, *, gl: str = "egl", seed: int = 0
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m physsim.reference", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--family", default="collision")
+    parser.add_argument("--family", required=True, choices=scenarios.names())
     parser.add_argument("--scenes", type=int, default=32)
     parser.add_argument("--gl", choices=RENDERERS, default=os.environ.get("MUJOCO_GL", "egl"),
                         help="egl / osmesa: mujoco.Renderer through that OpenGL; jax: physsim's ray caster")

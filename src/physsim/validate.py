@@ -5,8 +5,9 @@
 Every experiment runs through the same path as training (`SceneLayout` ->
 `WorldParams` -> batched MJX rollout), except the pendulum, which needs a hinge
 joint and so uses MJX directly. Each row prints expected, simulated, error and
-pass/fail against a tolerance justified next to the experiment. A final row
-compares an MJX batch of the `ramp` family with MuJoCo C on the same worlds.
+pass/fail against a tolerance justified next to the experiment. The final rows
+compare MJX batches with MuJoCo C on the same worlds, of every family that
+declares `reference_cases` (today ramp's spheres and cubes, collision's balls).
 Exit status 1 when any gated row fails; rows marked "info" are reported only.
 """
 
@@ -26,7 +27,9 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
+from physsim import _names
 from physsim import env as env_lib
+from physsim import scenarios
 from physsim._cache import release_compiled_programs
 from physsim.scenarios.base import cube_sizes, default_world, quat_about_y
 from physsim.sim import simulate
@@ -108,8 +111,8 @@ def free_fall_and_projectile() -> list[Row]:
     frac = z[after - 1] / (z[after - 1] - z[after])
     landing_x = x[after - 1] + frac * (x[after] - x[after - 1])
     # Same integrator error as free fall, plus <0.1% from interpolating 4 ms frames.
-    rows.append(Row("projectile", "apex height", "m", vz**2 / (2 * G), apex, 0.01))
-    rows.append(Row("projectile", "range", "m", speed**2 * math.sin(2 * elevation) / G, landing_x, 0.01))
+    rows.append(Row("ballistic flight", "apex height", "m", vz**2 / (2 * G), apex, 0.01))
+    rows.append(Row("ballistic flight", "range", "m", speed**2 * math.sin(2 * elevation) / G, landing_x, 0.01))
     return rows
 
 
@@ -258,32 +261,43 @@ def _max_difference_to_c(name: str, batch_size: int, seconds: float, **overrides
     return worst
 
 
+def reference_cases() -> dict[str, list[tuple[str, dict, bool]]]:
+    """Every registered family's `reference_cases`, by label: (family, parameter overrides, gated)."""
+    out: dict[str, list] = {}
+    for family in scenarios.names():
+        for case in scenarios.get(family).reference_cases:
+            out.setdefault(case.label, []).append((family, dict(case.overrides), case.gated))
+    return out
+
+
 def mjx_vs_mujoco_c(batch_size: int = 4, seconds: float = 2.0, float32: bool = True) -> list[Row]:
-    """MJX against MuJoCo C on the same sampled worlds of the ramp and collision families.
+    """MJX against MuJoCo C on the same sampled worlds of the families that declare `reference_cases` (one row
+    per label, its worst case).
 
     In float64 the two agree to ~1e-10 m on sphere worlds (rolling, sliding,
     bouncing, sphere-sphere impacts): the implementations are the same physics.
     Two differences are reported but not gated. float32, which training uses,
-    drifts by millimetres over 2 s on slow rolling. Cubes: MJX and C collide
-    boxes with different algorithms (different contact points), so a cube
-    landing off the ramp tumbles differently by centimetres. `float32=False`
-    leaves out the float32 row (its two compiles are most of this check's time).
+    drifts by millimetres over 2 s on slow rolling: its row is the gated cases
+    in float32. Cubes: MJX and C collide boxes with different algorithms
+    (different contact points), so a cube landing off the ramp tumbles
+    differently by centimetres: a family declares such cases `gated=False`.
+    `float32=False` leaves out the float32 row (its compiles are most of this
+    check's time).
     """
-    def spheres() -> float:
-        return max(_max_difference_to_c("ramp", batch_size, seconds, shape=0),
-                   _max_difference_to_c("collision", batch_size, seconds))
-
-    with jax.enable_x64(True):
-        sphere64 = spheres()
-        cube64 = _max_difference_to_c("ramp", batch_size, seconds, shape=1)
+    by_label = reference_cases()
     what = f"max position difference, {seconds:g} s"
-    rows = [
-        Row("MJX vs MuJoCo C (float64)", f"{what}, sphere worlds", "m", 0.0, sphere64, 1e-3, absolute=True),
-        Row("MJX vs MuJoCo C (float64)", f"{what}, cube worlds", "m", 0.0, cube64, 1e-3, absolute=True,
-            gated=False),
-    ]
-    if float32:
-        rows.insert(1, Row("MJX vs MuJoCo C (float32)", f"{what}, sphere worlds", "m", 0.0, spheres(), 1e-3,
+
+    def worst(cases) -> float:
+        return max(_max_difference_to_c(family, batch_size, seconds, **overrides) for family, overrides, _ in cases)
+
+    rows = []
+    with jax.enable_x64(True):
+        for label, cases in by_label.items():
+            rows.append(Row("MJX vs MuJoCo C (float64)", f"{what}, {label}", "m", 0.0, worst(cases), 1e-3,
+                            absolute=True, gated=all(g for _, _, g in cases)))
+    gated = [c for cases in by_label.values() for c in cases if c[2]]
+    if float32 and gated:
+        rows.insert(1, Row("MJX vs MuJoCo C (float32)", f"{what}, the gated cases", "m", 0.0, worst(gated), 1e-3,
                            absolute=True, gated=False))
     return rows
 
@@ -375,7 +389,7 @@ def run_balance(config, pools: dict | None = None, steps: int | None = None, see
     the draws against the share its weight asks for, and its family's fallback rate among the fresh slots.
     `only`: one family of the config alone, with its share of the ring and of each update's draws (its
     questions stay in the ring as long, and the template mix within it is the same)."""
-    from physsim.questions import pipeline, selfcheck
+    from physsim import episode, selfcheck
     from physsim.train import data as data_lib
     from physsim.train import replay
 
@@ -385,15 +399,15 @@ def run_balance(config, pools: dict | None = None, steps: int | None = None, see
         fresh_questions = sum(s.n_questions for s in specs)
         specs = tuple(s for s in specs if s.family == only)
         if not specs:
-            raise ValueError(f"family {only!r} is not one of the config's ({', '.join(data_lib.family_names(config.data))})")
+            raise _names.unknown("family of this config", only, data_lib.family_names(config.data))
         ring = ring // fresh_questions * specs[0].n_questions
         sample = max(1, round(sample * specs[0].n_questions / fresh_questions))
     measured = []
     for spec in specs:
         pool_spec, pool = (pools or {}).get(spec.family) or selfcheck.measured_batch(spec.family, POOL_WORLDS)
-        if pipeline.View.of(pool_spec) != pipeline.View.of(spec):  # facts read what the video shows: the config's
+        if episode.View.of(pool_spec) != episode.View.of(spec):  # facts read what the video shows: the config's
             n = pool.sound.shape[0]
-            params = selfcheck._sample(jax.random.key(0), spec.family, n, "train")
+            params = selfcheck.sample_params(jax.random.key(0), spec.family, n, "train")
             pool = selfcheck.measure_given(params, dataclasses.replace(spec, n_worlds=n, balance="shard"))
         measured.append(pool)
     steps = steps or config.train.steps
@@ -484,14 +498,14 @@ def print_suite_coverage(rows: list[dict]) -> None:
     Console(width=150).print(table)
 
 
-def split_askability(n_worlds: int = ASKABILITY_WORLDS) -> list[dict]:
-    """Per template: the fraction of worlds asked and the raw answers on each split (`selfcheck.askability`),
-    and whether the out-of-distribution split still tests it (`askability_row`)."""
-    from physsim import scenarios
-    from physsim.questions import selfcheck
+def split_askability(n_worlds: int = ASKABILITY_WORLDS, families: tuple[str, ...] | None = None) -> list[dict]:
+    """Per template of every registered family (or those named): the fraction of worlds asked and the raw
+    answers on each split (`selfcheck.askability`), and whether the out-of-distribution split still tests it
+    (`askability_row`)."""
+    from physsim import selfcheck
 
     rows = []
-    for family in scenarios.names():
+    for family in families or scenarios.names():
         by_split = {split: selfcheck.askability(*selfcheck.measured_batch(family, n_worlds, split=split))
                     for split in ("train", "ood")}
         rows += [askability_row(f"{family}/{name}", by_split["train"][name], ood)
@@ -560,14 +574,16 @@ def all_passed(rows, checks, balance, by_config, by_split, coverage) -> bool:
     )
 
 
-def write_json(path: Path, rows, checks, balance, by_config, by_split, coverage, complete: bool) -> None:
+def write_json(path: Path, rows, checks, balance, by_config, by_split, coverage, complete: bool,
+               families: tuple[str, ...] | None = None) -> None:
     """The report so far; `complete` is False until every section asked for has run (and `passed` then only
-    speaks for the sections present)."""
+    speaks for the sections present). `families`: those the questions section was asked for (None: all)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "device": str(jax.devices()[0]),
         "versions": {"jax": jax.__version__, "mujoco": mujoco.__version__},
         "complete": complete,
+        "families": list(families or scenarios.names()),
         "rows": [r.as_dict() for r in rows],
         "fact_checks": [dict(vars(c), passed=c.passed) for c in checks],
         "answer_balance": balance,
@@ -583,31 +599,46 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m physsim.validate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this path")
     parser.add_argument("--sections", nargs="+", default=["physics", "questions"], choices=["physics", "questions"])
+    parser.add_argument("--families", nargs="+", default=None,
+                        help="the questions section for these families only (default: every registered one); "
+                             "the sections about the shipped configs (balance at their batch sizes, suite "
+                             "coverage) are then left out")
+    parser.add_argument("--worlds", type=int, default=None,
+                        help="worlds per family and split of the questions section (default: 64 for the fact "
+                             f"checks, {ASKABILITY_WORLDS} for askability)")
     args = parser.parse_args(argv)
+    for name in args.families or ():
+        if name not in scenarios.names():
+            parser.error(str(_names.unknown("scene family", name, scenarios.names())))
+    if args.worlds is not None and args.worlds < 1:
+        parser.error(f"--worlds={args.worlds} must be a positive integer")
+    families = tuple(args.families) if args.families else None
     rows, checks, balance, by_config, by_split, coverage = [], [], [], [], [], []
 
     def write(complete: bool) -> None:  # after every section, so that a crash keeps what was measured
         if args.json:
-            write_json(args.json, rows, checks, balance, by_config, by_split, coverage, complete)
+            write_json(args.json, rows, checks, balance, by_config, by_split, coverage, complete, families)
 
     if "physics" in args.sections:
         rows = run_all()
         print_table(rows)
         write(False)
     if "questions" in args.sections:
-        from physsim.questions import selfcheck
+        from physsim import selfcheck
 
-        checks, balance = selfcheck.self_check_all()
+        checks, balance = selfcheck.self_check_all(n_worlds=args.worlds or 64, families=families)
         print_question_tables(checks, balance)
         write(False)
-        by_config = config_balance()
-        print_config_balance(by_config)
-        write(False)
-        by_split = split_askability()
+        if families is None:
+            by_config = config_balance()
+            print_config_balance(by_config)
+            write(False)
+        by_split = split_askability(args.worlds or ASKABILITY_WORLDS, families)
         print_split_askability(by_split)
         write(False)
-        coverage = suite_coverage()
-        print_suite_coverage(coverage)
+        if families is None:
+            coverage = suite_coverage()
+            print_suite_coverage(coverage)
     write(True)
     passed = all_passed(rows, checks, balance, by_config, by_split, coverage)
     return 0 if passed else 1

@@ -14,7 +14,6 @@ Splits: `train` and `test_id` draw parameters from the training ranges
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 
@@ -22,8 +21,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from physsim import scenarios, streams
-from physsim.questions import pipeline
+from physsim import _names, scenarios, streams
+from physsim import episode
 from physsim.questions.templates import YES_NO, Template
 
 EMPTY_BATCHES = 20  # batches in a row without a question before a set is refused (rather than looping forever)
@@ -33,7 +32,7 @@ SPLITS = {"train": ("train", 0), "test_id": ("train", 1), "test_ood": ("ood", 2)
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {tuple(SPLITS)}")
+        raise _names.unknown("split", split, SPLITS)
 
 
 def check_families(families) -> tuple[str, ...]:
@@ -50,13 +49,6 @@ def batch_key(seed: int, split: str, family: str, batch: int) -> jax.Array:
     return streams.export(seed, SPLITS[split][1], family, batch)
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "extras"))
-def _batch(key: jax.Array, spec: pipeline.BatchSpec, extras: bool):
-    qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
-    if not extras:
-        return qa, None, None
-    images = pipeline.render_images(spec, measured, qa.world)
-    return qa, images.depth, images.segmentation
 
 
 def _template_fields(t: Template) -> dict:
@@ -83,15 +75,15 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
         raise ValueError(f"num={num!r} must be a non-negative integer")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
-    spec = pipeline.BatchSpec(family, split=SPLITS[split][0], n_worlds=batch_size, n_questions=batch_size).resolved()
+    spec = episode.BatchSpec(family, split=SPLITS[split][0], n_worlds=batch_size, n_questions=batch_size).resolved()
     templates = spec.templates()
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     fps = 1.0 / spec.frame_interval()
     frame_times = [round(float(k) / scenarios.get(family).layout().fps, 4) for k in spec.video_frames()]
     made, batch, empty = 0, first_batch, 0
     while made < num:
-        qa, depth_maps, seg_maps = jax.device_get(_batch(batch_key(seed, split, family, batch), spec,
-                                                         depth or segmentation))
+        qa = jax.device_get(episode.qa_batch(batch_key(seed, split, family, batch), spec, tok,
+                                             extras=depth or segmentation))
         valid = np.flatnonzero(np.asarray(qa.valid))
         empty = 0 if valid.size else empty + 1
         if empty == EMPTY_BATCHES:
@@ -101,24 +93,19 @@ def records(family: str, split: str, num: int, *, seed: int = 0, batch_size: int
             if made == num:
                 break
             t = templates[int(qa.template[i])]
-            value = float(qa.value[i])
-            paraphrase = int(qa.paraphrase[i])
+            # The paraphrase as written (the tokens the model reads are its lower-cased words), and the prompt:
+            # what a viewer needs beside it (frame times, the time origin, a scale for distances).
+            words = episode.describe(spec, t, float(qa.value[i]), float(qa.event_time[i]), int(qa.paraphrase[i]))
             rec = {
-                "id": f"{family}-{split}-s{seed}-b{batch}-{i}", "family": family, "split": split,
-                # The paraphrase as written (the tokens the model reads are its lower-cased words), and the
-                # prompt: what a viewer needs beside it (frame times, the time origin, a scale for distances).
-                "question": t.paraphrases[paraphrase % len(t.paraphrases)],
-                "prompt": spec.prompt(t, paraphrase), "frame_times": frame_times, "fps": fps,
-                "chance": float(qa.chance[i]),
-                "answer": tok.decode(qa.answer[i]), "value": value,
-                "explanation": t.explain(value, float(qa.event_time[i])), **_template_fields(t),
+                "id": f"{family}-{split}-s{seed}-b{batch}-{i}", **words, "split": split,
+                "frame_times": frame_times, "fps": fps, "chance": float(qa.chance[i]), **_template_fields(t),
                 "params": {k: np.asarray(v[i]).tolist() for k, v in qa.params.items()},
                 "seed": seed, "batch": batch, "slot": int(i), "frames": np.asarray(qa.video[i]),
             }
             if depth:
-                rec["depth"] = np.asarray(depth_maps[i], np.float32)
+                rec["depth"] = np.asarray(qa.depth[i], np.float32)
             if segmentation:
-                rec["segmentation"] = np.asarray(seg_maps[i], np.int32)
+                rec["segmentation"] = np.asarray(qa.segmentation[i], np.int32)
             made += 1
             yield rec
         batch += 1

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from physsim.questions.pipeline import default_tokenizer
+    from physsim.episode import default_tokenizer
 
     table = Table(title=f"physsim model sizes (vocabulary {default_tokenizer().size} tokens)")
     for column in ("size", "encoder", "decoder", "heads", "total", "video (F×H×W)", "video tokens",

@@ -9,10 +9,11 @@ parameter count of each.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import jax.numpy as jnp
+
+from physsim import _names
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -39,7 +40,7 @@ class ModelConfig:
     dec_heads: int = 4
     dec_mlp: int = 256
     vocab_size: int = 256  # >= the tokenizer's size; checked where both meet
-    question_length: int = 56  # physsim.questions.pipeline.QUESTION_LENGTH: the context and the question
+    question_length: int = 56  # physsim.questions.templates.QUESTION_LENGTH: the context and the question
     answer_length: int = 12
     # Slot head: learned queries per object slot (+ one for the scene) reading the video tokens.
     max_objects: int = 5
@@ -73,7 +74,7 @@ class ModelConfig:
             raise ValueError(f"decoder head width {self.dec_width // self.dec_heads} must be even for rotary embeddings")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in DTYPES:
-                raise ValueError(f"model.{name}={getattr(self, name)!r} must be one of {sorted(DTYPES)}")
+                raise _names.unknown(f"model.{name}", getattr(self, name), sorted(DTYPES))
 
     # Derived shapes.
     @property
@@ -114,9 +115,7 @@ FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
 def unknown_field_error(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, FIELDS, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(FIELDS)}"
-    return ValueError(f"unknown model config key {name!r}{hint}")
+    return _names.unknown("model config key", name, FIELDS)
 
 
 # Widths of the standard ViT sizes; decoders sized so that the totals land near
@@ -144,9 +143,7 @@ SIZES: dict[str, dict[str, Any]] = {
 def get(size: str = "tiny", **overrides: Any) -> ModelConfig:
     """The named size with `overrides` applied (unknown names and keys are errors that suggest a fix)."""
     if size not in SIZES:
-        close = difflib.get_close_matches(size, SIZES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown model size {size!r}{hint} (sizes: {', '.join(SIZES)})")
+        raise _names.unknown("model size", size, SIZES)
     return ModelConfig(size=size, **SIZES[size]).replace(**overrides)
 
 

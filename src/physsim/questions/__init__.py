@@ -1,9 +1,8 @@
-"""Questions asked of simulated worlds, their answers, and the tokenizer.
+"""The question vocabulary: templates, the tokenizer and the answer checker.
 
-`templates` and `tokenizer` depend on nothing else in physsim (scene families
-import them to declare their questions); `pipeline` builds whole jitted
-batches: sample, simulate factual and counterfactual worlds, measure facts,
-pick balanced questions, render the observation window.
+Scene families import it to declare their questions; it imports nothing else
+of physsim but `_names`. Batches of questions about simulated worlds are made
+by `physsim.episode`.
 """
 
 from physsim.questions.templates import KINDS, TASKS, Template

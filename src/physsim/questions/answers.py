@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from scipy import stats
 
 from physsim.questions.templates import YES_NO, Template
 
@@ -93,3 +94,10 @@ def best_constant(template: Template, values) -> tuple[float, np.ndarray]:
     best = int(hits.sum(axis=1).argmax())
     return float(candidates[best]), hits[best]
 
+
+def interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson interval of a proportion (NaNs for no trials): of right answers, of an answer's share."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physsim import _names
+
 TASKS = ("descriptive", "state", "property", "causal", "counterfactual")
 TASK_TITLES = {
     "descriptive": "description of what the video shows",
@@ -38,6 +40,10 @@ KINDS = ("yesno", "choice", "number")
 #   pixels: geometry of the rendered segmentation of the frames the model is shown.
 ROUTES = ("simulation", "pixels")
 YES_NO = ("no", "yes")  # class 0 = no, class 1 = yes
+DISTANCE_UNITS = ("m", "m/s")  # questions in these units get the floor's scale in their context
+# Token budgets of every question and answer (the model's config must match them, `train.data.check`).
+QUESTION_LENGTH = 56  # the context (frame times, a scale) and the question
+ANSWER_LENGTH = 12  # an option ("the blue ball") or a number (-9999.99 m/s) + <eos>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +74,11 @@ class Template:
 
     def __post_init__(self):
         if self.route not in ROUTES:
-            raise ValueError(f"template {self.name!r}: route {self.route!r} is not one of {ROUTES}")
+            raise _names.unknown(f"route of template {self.name!r}:", self.route, ROUTES)
         if self.task not in TASKS:
-            raise ValueError(f"template {self.name!r}: task {self.task!r} is not one of {TASKS}")
+            raise _names.unknown(f"task of template {self.name!r}:", self.task, TASKS)
         if self.kind not in KINDS:
-            raise ValueError(f"template {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+            raise _names.unknown(f"kind of template {self.name!r}:", self.kind, KINDS)
         if not self.paraphrases:
             raise ValueError(f"template {self.name!r} needs at least one paraphrase")
         if (self.kind == "choice") != bool(self.options):

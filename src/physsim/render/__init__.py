@@ -8,6 +8,7 @@ renderer in `warp_backend` (optional; used to check the ray caster).
 
 from collections.abc import Callable
 
+from physsim import _names
 from physsim.render.camera import Camera
 from physsim.render.raycast import Images, geom_table, render, render_frame
 
@@ -23,7 +24,7 @@ def render_with(backend: str) -> Callable[..., Images]:
 
         warp_backend.require_warp()
         return warp_backend.render
-    raise ValueError(f"unknown render backend {backend!r}; choose one of {BACKENDS}")
+    raise _names.unknown("render backend", backend, BACKENDS)
 
 
 __all__ = ["BACKENDS", "Camera", "Images", "geom_table", "render", "render_frame", "render_with"]

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from physsim import _names
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.sim import params as params_lib
@@ -113,6 +114,18 @@ class Record:
     frame_times: np.ndarray  # (F,) s
 
 
+@dataclasses.dataclass(frozen=True)
+class ReferenceCase:
+    """Worlds of a family that `python -m physsim.validate` rolls out in MJX and in MuJoCo C and compares
+    (float64, positions over 2 s): the family's sampled worlds with `overrides` fixed (parameter name, value).
+    Cases of one `label` are reported as one row, gated unless a case of it is not (`gated=False`: a known
+    difference between the two, such as box-box collision algorithms, reported but not failed on)."""
+
+    label: str
+    overrides: tuple[tuple[str, float], ...] = ()
+    gated: bool = True
+
+
 class Scenario(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
@@ -123,6 +136,8 @@ class Scenario(abc.ABC):
     questions: ClassVar[tuple[Template, ...]] = ()
     # Interventions simulated beside every factual world (counterfactual twins).
     twins: ClassVar[tuple[str, ...]] = ()
+    # Its worlds that validate compares between MJX and MuJoCo C (none: not compared).
+    reference_cases: ClassVar[tuple[ReferenceCase, ...]] = ()
 
     @classmethod
     @abc.abstractmethod
@@ -153,7 +168,7 @@ class Scenario(abc.ABC):
     def checks(cls, measured, layout: SceneLayout) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
         """Laws the family's facts must obey, each measured another way than the fact: (what is checked,
         (B,) bool agreement, (B,) bool worlds it applies to, fraction required). `measured` is a batch
-        of `questions.pipeline.Measured` as NumPy arrays. Run by `python -m physsim.validate` and the tests."""
+        of `episode.Measured` as NumPy arrays. Run by `python -m physsim.validate` and the tests."""
         return []
 
     @classmethod
@@ -172,7 +187,7 @@ class Scenario(abc.ABC):
         for p in cls.params:
             if p.name == name:
                 return p
-        raise params_lib.unknown_name_error(f"parameter of scenario {cls.name!r}", name, [p.name for p in cls.params])
+        raise _names.unknown(f"parameter of scenario {cls.name!r}", name, [p.name for p in cls.params])
 
 
 def register(cls: type[Scenario]) -> type[Scenario]:
@@ -182,13 +197,20 @@ def register(cls: type[Scenario]) -> type[Scenario]:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Removes a registered family (one defined in a notebook or a test, when it is done with it)."""
+    if name not in _REGISTRY:
+        raise _names.unknown("scenario", name, names())
+    del _REGISTRY[name]
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> type[Scenario]:
     if name not in _REGISTRY:
-        raise params_lib.unknown_name_error("scenario", name, names())
+        raise _names.unknown("scenario", name, names())
     return _REGISTRY[name]
 
 

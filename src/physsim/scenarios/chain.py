@@ -222,7 +222,7 @@ class Chain(Scenario):
                              & (mover[BLUE] <= GREEN), blue_hit),
             "first_collision": fact(red_green < green_blue, in_view & apart, jnp.minimum(red_green, green_blue)),
             "blue_moved": fact(blue_by_end >= SEEN, ((blue_by_end >= SEEN) | (blue_by_end < measure.STILL))
-                               & view[0, BLUE] & view[last, BLUE]),
+                               & blue_seen_both),
             # What is drawn: as many balls as sampled (the parked ones are out of view).
             "count": fact(count - 3, all_seen),
             "without_red": fact(blue_without_red, red_decided),

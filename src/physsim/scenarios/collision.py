@@ -22,6 +22,7 @@ from physsim.scenarios.base import (
     PALETTE,
     Fact,
     Record,
+    ReferenceCase,
     Run,
     Scenario,
     cube_sizes,
@@ -109,6 +110,7 @@ class Collision(Scenario):
     observe_seconds = 0.6
     questions = QUESTIONS
     twins = ("heavy_red",)
+    reference_cases = (ReferenceCase("sphere worlds"),)  # sphere-sphere impacts
 
     @classmethod
     def layout(cls) -> SceneLayout:

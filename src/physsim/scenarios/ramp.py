@@ -21,6 +21,7 @@ from physsim.scenarios.base import (
     PALETTE,
     Fact,
     Record,
+    ReferenceCase,
     Run,
     Scenario,
     cube_sizes,
@@ -95,6 +96,10 @@ class Ramp(Scenario):
     observe_seconds = 0.4
     questions = QUESTIONS
     twins = ("slippery",)
+    # Spheres roll, slide and bounce alike in both; a cube landing off the ramp tumbles differently by
+    # centimetres (MJX and C collide boxes with different algorithms).
+    reference_cases = (ReferenceCase("sphere worlds", (("shape", 0),)),
+                       ReferenceCase("cube worlds", (("shape", 1),), gated=False))
 
     @classmethod
     def layout(cls) -> SceneLayout:

@@ -13,7 +13,7 @@ import numpy as np
 
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
-from physsim.scenarios import derive, measure
+from physsim.scenarios import measure
 from physsim.scenarios.base import (
     FLOOR,
     PALETTE,

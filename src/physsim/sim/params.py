@@ -12,7 +12,6 @@ parameter is `(B,)`, a per-object parameter `(B, N)`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from physsim import _names
 from physsim.sim.contact import MIN_FRICTION
 
 SPLITS = ("train", "ood")
@@ -128,13 +128,7 @@ class Param:
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-
-
-def unknown_name_error(kind: str, name: str, known: Sequence[str]) -> ValueError:
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"unknown {kind} {name!r}{hint} Known: {', '.join(sorted(known))}")
+        raise _names.unknown("split", split, SPLITS)
 
 
 def sample_params(
@@ -165,7 +159,7 @@ def apply_overrides(
     out = dict(sampled)
     for name, value in overrides.items():
         if name not in by_name:
-            raise unknown_name_error(f"parameter of scenario {scenario!r}", name, list(by_name))
+            raise _names.unknown(f"parameter of scenario {scenario!r}", name, list(by_name))
         p = by_name[name]
         target = sampled[name].shape
         try:

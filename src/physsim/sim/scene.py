@@ -26,6 +26,7 @@ import mujoco
 import numpy as np
 from mujoco import mjx
 
+from physsim import _names
 from physsim.sim.contact import OBJECT_SOLIMP, contact_stiffness
 
 OBJECT_SHAPES = {
@@ -258,7 +259,7 @@ def put_model(layout: SceneLayout, impl: str = "jax") -> mjx.Model:
     MJX cannot collide some pair of geom types in the layout.
     """
     if impl not in IMPLS:
-        raise ValueError(f"unknown MJX impl {impl!r}; choose one of {IMPLS}")
+        raise _names.unknown("MJX impl", impl, IMPLS)
     if impl == "warp" and not warp_available():
         raise ValueError("impl='warp' needs warp-lang and mujoco-warp: pip install 'physsim[warp]'")
     m = build_mj_model(layout)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import importlib.util
 import json
 import types
@@ -20,8 +19,15 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from physsim import _names, scenarios
 from physsim.model.config import ModelConfig
 from physsim.model.loss import LossWeights
+
+
+def every_family(weight: float = 1.0) -> tuple[tuple[str, float], ...]:
+    """Every registered scene family at one weight: the default of `data.families`, and what a config means
+    by "all families" (a family added to `physsim/scenarios/` joins them without an edit to any config)."""
+    return tuple((name, float(weight)) for name in scenarios.names())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +35,9 @@ class DataConfig:
     """What each training step simulates and asks."""
 
     # Scene families and their relative weight: each shard simulates this share of its worlds per family.
-    families: tuple[tuple[str, float], ...] = (("collision", 1.0), ("projectile", 1.0))
+    families: tuple[tuple[str, float], ...] = dataclasses.field(default_factory=lambda: every_family())
     worlds_per_shard: int = 16  # factual worlds per scene shard (each with its counterfactual twins)
-    questions_per_world: int = 4  # questions asked per simulated world (balanced draws, see questions.pipeline)
+    questions_per_world: int = 4  # questions asked per simulated world (balanced draws, see episode)
     shards: int = 1  # scene shards per step, each from its own key; a multiple of the device count
     task_weights: tuple[tuple[str, float], ...] = (("descriptive", 1.0), ("state", 1.0), ("property", 1.0),
                                                     ("causal", 1.0), ("counterfactual", 1.0))
@@ -118,9 +124,7 @@ def keys(config: Any = None, prefix: str = "") -> list[str]:
 
 
 def _unknown(key: str, valid: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"unknown config key {key!r}{hint}")
+    return _names.unknown("config key", key, valid, ConfigError, list_known=False)
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:

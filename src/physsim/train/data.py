@@ -3,7 +3,7 @@
 A step's global batch is `data.shards` scene shards. Shard i is simulated from
 `streams.shard(step_key, i)` and holds, for every configured family, its share of
 `worlds_per_shard` worlds and `questions_per_world` questions per world
-(`questions.pipeline`), padded to the model's frame count and object slots and
+(`episode`), padded to the model's frame count and object slots and
 concatenated. Devices split the shards (`shard_map` over the mesh, `lax.map`
 over a device's own shards), so each device simulates different scenes, and
 the global batch for a key is the same on 1 device or on 4: same seed, same
@@ -20,11 +20,14 @@ import numpy as np
 from flax import struct
 from jax.sharding import PartitionSpec as P
 
+from physsim import _names
 from physsim import model as model_lib
 from physsim import scenarios, streams
 from physsim.model.config import ModelConfig
-from physsim.questions import pipeline
+from physsim import episode
+from physsim.questions import templates
 from physsim.questions.templates import TASKS
+from physsim.sim import params as params_lib
 from physsim.train.config import Config, ConfigError, DataConfig
 
 BATCH_AXES = ("data", "fsdp")  # the batch is split over every device of the mesh
@@ -81,7 +84,7 @@ def family_names(data: DataConfig) -> tuple[str, ...]:
     return tuple(name for name, _ in data.families)
 
 
-def family_specs(config: Config, split: str = "train") -> tuple[pipeline.BatchSpec, ...]:
+def family_specs(config: Config, split: str = "train") -> tuple[episode.BatchSpec, ...]:
     """One resolved BatchSpec per family for one scene shard (static: one compile per config)."""
     data, cfg = config.data, config.model
     weights = data.family_weights()
@@ -94,7 +97,7 @@ def family_specs(config: Config, split: str = "train") -> tuple[pipeline.BatchSp
         tasks = tuple(t for t in TASKS if t in offered and task_weight.get(t, 0.0) > 0)
         if not tasks:
             raise ConfigError(f"data.task_weights give family {name!r} no task type it asks ({sorted(offered)})")
-        spec = pipeline.BatchSpec(
+        spec = episode.BatchSpec(
             name, split=split, n_worlds=worlds, n_questions=worlds * data.questions_per_world,
             frame_stride=data.frame_stride, width=cfg.width, height=cfg.height, horizons=data.horizons,
             tasks=tasks, task_weights=tuple(task_weight[t] for t in tasks), camera_jitter=data.camera_jitter,
@@ -111,14 +114,12 @@ def check(config: Config, n_devices: int) -> None:
         raise ConfigError("data.families is empty: name at least one scene family")
     for name, weight in data.families:
         if name not in scenarios.names():
-            close = [n for n in scenarios.names() if n.startswith(name[:3])]
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"data.families: unknown scene family {name!r}{hint} (families: {', '.join(scenarios.names())})")
+            raise _names.unknown("scene family", name, scenarios.names(), ConfigError)
         if not weight > 0:
             raise ConfigError(f"data.families: weight of {name!r} is {weight}; weights must be positive")
     for task, weight in data.task_weights:
         if task not in TASKS:
-            raise ConfigError(f"data.task_weights: unknown task type {task!r} (task types: {', '.join(TASKS)})")
+            raise _names.unknown("task type", task, TASKS, ConfigError)
         if weight < 0:
             raise ConfigError(f"data.task_weights: weight of {task!r} is {weight}; weights must be >= 0")
     for name in ("worlds_per_shard", "questions_per_world", "shards", "frame_stride"):
@@ -128,8 +129,8 @@ def check(config: Config, n_devices: int) -> None:
         if getattr(config.eval, name) < 1:
             raise ConfigError(f"eval.{name}={getattr(config.eval, name)} must be a positive integer")
     for split in config.eval.splits:
-        if split not in ("train", "ood"):
-            raise ConfigError(f"eval.splits: unknown split {split!r} (splits: train, ood)")
+        if split not in params_lib.SPLITS:
+            raise _names.unknown("split", split, params_lib.SPLITS, ConfigError)
     fresh = sum(s.n_questions for s in checked_specs(config))
     if data.replay:
         if data.replay < fresh or data.replay % fresh:
@@ -158,14 +159,14 @@ def check(config: Config, n_devices: int) -> None:
         n = scenarios.get(spec.family).layout().n_objects
         if n > cfg.max_objects:
             raise ConfigError(f"family {spec.family!r} has {n} object slots, more than model.max_objects={cfg.max_objects}")
-    if cfg.question_length != pipeline.QUESTION_LENGTH or cfg.answer_length != pipeline.ANSWER_LENGTH:
+    if cfg.question_length != templates.QUESTION_LENGTH or cfg.answer_length != templates.ANSWER_LENGTH:
         raise ConfigError(f"model.question_length={cfg.question_length} and model.answer_length={cfg.answer_length} "
-                          f"must be the pipeline's {pipeline.QUESTION_LENGTH} and {pipeline.ANSWER_LENGTH} tokens")
+                          f"must be the question vocabulary's {templates.QUESTION_LENGTH} and {templates.ANSWER_LENGTH} tokens")
     if len(data.horizons) != cfg.horizons:
         raise ConfigError(f"data.horizons has {len(data.horizons)} entries but model.horizons={cfg.horizons}")
 
 
-def checked_specs(config: Config) -> tuple[pipeline.BatchSpec, ...]:
+def checked_specs(config: Config) -> tuple[episode.BatchSpec, ...]:
     """family_specs, with a pipeline's ValueError turned into a ConfigError."""
     try:
         return family_specs(config)
@@ -173,7 +174,7 @@ def checked_specs(config: Config) -> tuple[pipeline.BatchSpec, ...]:
         raise ConfigError(str(e)) from e
 
 
-def to_model_shapes(qa: pipeline.QABatch, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
+def to_model_shapes(qa: episode.QABatch, family: int, spec: episode.BatchSpec, cfg: ModelConfig) -> Batch:
     """A family's QABatch padded to the model's frames and object slots."""
     video, frame_mask = model_lib.pad_frames(qa.video, cfg.frames)
     pad_slots = cfg.max_objects - qa.targets.shape[2]
@@ -194,11 +195,11 @@ def concatenate(batches: list[Batch]) -> Batch:
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *batches)
 
 
-def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig
+def family_batch(key: jax.Array, family: int, spec: episode.BatchSpec, cfg: ModelConfig
                  ) -> tuple[Batch, jax.Array, dict[str, jax.Array], jax.Array]:
     """One family's questions for one shard (inside jit), its count of unsound worlds, the parameters
     of the first of them (of world 0 if none) and its count of fallback question slots."""
-    qa, measured = pipeline.make_batch(key, spec, pipeline.default_tokenizer())
+    qa, measured = episode.make_batch(key, spec, episode.default_tokenizer())
     unsound = ~measured.sound
     first = jnp.argmax(unsound)
     example = jax.tree.map(lambda x: x[first], measured.params)
@@ -206,7 +207,7 @@ def family_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: Mod
     return to_model_shapes(qa, family, spec, cfg), unsound.sum().astype(jnp.int32), example, fallback
 
 
-def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> tuple[Batch, Faults]:
+def shard_batch(key: jax.Array, specs: tuple[episode.BatchSpec, ...], cfg: ModelConfig) -> tuple[Batch, Faults]:
     """Every family's share of one scene shard, concatenated; its faults with a leading shard axis of 1."""
     parts = [family_batch(streams.family(key, i), i, spec, cfg) for i, spec in enumerate(specs)]
     faults = Faults(unsound=jnp.stack([p[1] for p in parts])[None],
@@ -216,7 +217,7 @@ def shard_batch(key: jax.Array, specs: tuple[pipeline.BatchSpec, ...], cfg: Mode
 
 
 @functools.lru_cache(maxsize=None)
-def shard_shapes(specs: tuple[pipeline.BatchSpec, ...], cfg: ModelConfig) -> Batch:
+def shard_shapes(specs: tuple[episode.BatchSpec, ...], cfg: ModelConfig) -> Batch:
     """The shapes and dtypes of one shard's batch (`jax.ShapeDtypeStruct`s). Tracing a family's simulation
     takes seconds, and the trainer needs these shapes three times before its step is traced (the replay
     ring's shape, its shardings, its initial value): traced once per process."""
@@ -249,38 +250,38 @@ def global_batch(key: jax.Array, config: Config, mesh: jax.sharding.Mesh | None)
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def _suite_measured(key: jax.Array, spec: pipeline.BatchSpec):
-    measured = pipeline.simulate_and_measure(key, spec)
-    return measured, pipeline.draw_tables(spec, measured)
+def _suite_measured(key: jax.Array, spec: episode.BatchSpec):
+    measured = episode.simulate_and_measure(key, spec)
+    return measured, episode.draw_tables(spec, measured)
 
 
 @functools.partial(jax.jit, static_argnames=("family", "spec", "cfg"))
-def _suite_assemble(key: jax.Array, measured: pipeline.Measured, tables: dict, picks: dict, family: int,
-                    spec: pipeline.BatchSpec, cfg: ModelConfig) -> Batch:
-    picked = pipeline.questions_at(spec, measured, tables, pipeline.default_tokenizer(), picks["template"],
-                                   picks["world"], picks["paraphrase"], picks["valid"])
+def _suite_assemble(key: jax.Array, measured: episode.Measured, tables: dict, picks: dict, family: int,
+                    spec: episode.BatchSpec, cfg: ModelConfig) -> Batch:
+    picked = episode.questions_at(spec, measured, tables, episode.default_tokenizer(), picks["template"],
+                                  picks["world"], picks["paraphrase"], picks["valid"])
     none = jnp.zeros_like(picks["world"])
-    qa = pipeline.assemble(key, spec, measured, picked | {"left_out": none, "fallback": none.astype(bool)})
+    qa = episode.assemble(key, spec, measured, picked | {"left_out": none, "fallback": none.astype(bool)})
     return to_model_shapes(qa, family, spec, cfg)
 
 
-def suite_batch(key: jax.Array, family: int, spec: pipeline.BatchSpec, cfg: ModelConfig) -> tuple[Batch, np.ndarray]:
+def suite_batch(key: jax.Array, family: int, spec: episode.BatchSpec, cfg: ModelConfig) -> tuple[Batch, np.ndarray]:
     """A held-out evaluation batch of one family and split, in the model's shapes, and the world each question
     is about: `spec.n_worlds` worlds simulated, then `spec.n_questions` questions drawn as training draws them
-    but without asking a world the same template twice (`pipeline.pick_distinct`), so that a template's
+    but without asking a world the same template twice (`episode.pick_distinct`), so that a template's
     accuracy counts distinct worlds. Slots past the worlds a template can be asked of are invalid."""
     measured, tables, picks = suite_draw(key, spec)
     k_jitter = jax.random.split(key, 3)[2]
     return _suite_assemble(k_jitter, measured, tables, picks, family, spec, cfg), picks["world"]
 
 
-def suite_draw(key: jax.Array, spec: pipeline.BatchSpec) -> tuple[pipeline.Measured, dict, dict]:
+def suite_draw(key: jax.Array, spec: episode.BatchSpec) -> tuple[episode.Measured, dict, dict]:
     """What `suite_batch` simulates and which questions it draws (host-side picks), before rendering: so that
     `python -m physsim.validate` can check a config's real suites ask every template of some world."""
     k_sim, k_pick, _ = jax.random.split(key, 3)
     measured, tables = _suite_measured(k_sim, spec)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).tolist())
-    return measured, tables, pipeline.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
+    return measured, tables, episode.pick_distinct(rng, spec, jax.device_get(tables), spec.n_questions)
 
 
 def worlds_per_step(config: Config) -> dict[str, int]:

@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from scipy import stats
 
 from physsim import model as model_lib
 from physsim import scenarios, streams
 from physsim.model import loss as loss_lib
-from physsim.questions import answers, pipeline
+from physsim import episode
+from physsim.questions import answers
 from physsim.questions.templates import TASKS
 from physsim.sim.params import SPLITS
 from physsim.train import data as data_lib
@@ -47,7 +47,7 @@ from physsim.train.config import Config
 class Suite:
     family: str
     split: str
-    spec: pipeline.BatchSpec
+    spec: episode.BatchSpec
     batch: data_lib.Batch
     world: np.ndarray  # (Q,) the simulated world each question is about (distinct within a template)
 
@@ -57,14 +57,14 @@ def suite_key(seed: int, family: str, split: str) -> jax.Array:
     return streams.suite(seed, family, SPLITS.index(split))
 
 
-def suite_specs(config: Config) -> list[tuple[int, jax.Array, pipeline.BatchSpec]]:
+def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]]:
     """Per (family, split) suite of a config: the family's index, the suite's key and its resolved spec."""
     data, cfg = config.data, config.model
     worlds = max(1, config.eval.questions // config.eval.questions_per_world)
     return [(index, suite_key(config.train.seed, family, split),
-             pipeline.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions,
-                                frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
-                                horizons=data.horizons).resolved())
+             episode.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions,
+                               frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
+                               horizons=data.horizons).resolved())
             for index, family in enumerate(data_lib.family_names(data)) for split in config.eval.splits]
 
 
@@ -117,14 +117,6 @@ def _group(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
     return groups
 
 
-def interval(successes: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval of a proportion (NaNs for no trials)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return float(ci.low), float(ci.high)
-
-
 def constant_hits(rows: list[dict]) -> list[bool]:
     """Per row, whether the best constant answer of its (split, family, template) in these rows is right: the
     most common answer of a choice or yes/no template, the number that is right for the most values of a number
@@ -156,7 +148,7 @@ def summarise(main: list[dict], blind: list[dict] | None) -> dict:
         blind_groups = _group(blind, keys) if blind else {}
         for group, rows in sorted(_group(main, keys).items()):
             right = sum(r["correct"] for r in rows)
-            low, high = interval(right, len(rows))
+            low, high = answers.interval(right, len(rows))
             entry = dict(zip(keys, group))
             entry |= {"questions": len(rows), "worlds": len({(r["family"], r["split"], r["world"]) for r in rows}),
                       "accuracy": right / len(rows), "ci_low": low, "ci_high": high,
@@ -167,7 +159,7 @@ def summarise(main: list[dict], blind: list[dict] | None) -> dict:
             if blind:
                 b = blind_groups[group]
                 blind_right = sum(r["correct"] for r in b)
-                b_low, b_high = interval(blind_right, len(b))
+                b_low, b_high = answers.interval(blind_right, len(b))
                 entry |= {"blind_accuracy": blind_right / len(b), "blind_ci_low": b_low, "blind_ci_high": b_high,
                           "blind_state_error_m": float(np.mean([r["state_error_m"] for r in b]))}
             out.append(entry)

@@ -37,7 +37,7 @@ import numpy as np
 from flax import struct
 
 from physsim import streams
-from physsim.questions import pipeline
+from physsim import episode
 from physsim.train.data import Batch
 
 
@@ -61,7 +61,7 @@ class Mix:
     #                        for the configuration itself, so its answers are balanced over all of them)
 
     @classmethod
-    def of(cls, specs: tuple[pipeline.BatchSpec, ...]) -> Mix:
+    def of(cls, specs: tuple[episode.BatchSpec, ...]) -> Mix:
         """Each family's share of the fresh questions, divided among its templates by their weights."""
         n_templates = max(len(s.templates()) for s in specs)
         total = sum(s.n_questions for s in specs)
@@ -140,14 +140,14 @@ class Labels:
 
 
 @functools.partial(jax.jit, static_argnames=("specs", "steps", "size", "updates", "sample"))
-def simulated_draws(key: jax.Array, pools: tuple[pipeline.Measured, ...], *, specs: tuple[pipeline.BatchSpec, ...],
+def simulated_draws(key: jax.Array, pools: tuple[episode.Measured, ...], *, specs: tuple[episode.BatchSpec, ...],
                     steps: int, size: int, updates: int, sample: int) -> tuple[Labels, Labels, jax.Array]:
     """A run's questions as one scene shard's ring sees them, without rendering: for `steps` steps, each
     family's `spec.n_worlds` worlds drawn without replacement from its measured pool and asked as the trainer
-    asks them (`pipeline.pick_questions`), pushed into a ring of `size` questions, and `updates` x `sample`
+    asks them (`episode.pick_questions`), pushed into a ring of `size` questions, and `updates` x `sample`
     questions drawn from it (`size` 0: no ring, the fresh questions are the draws). Returns the fresh
     questions (steps, n), the draws (steps, updates * sample) and the share of the mix unserved per step."""
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     mix = Mix.of(specs)
 
     def fresh_of(k):
@@ -155,7 +155,7 @@ def simulated_draws(key: jax.Array, pools: tuple[pipeline.Measured, ...], *, spe
         for f, (spec, pool) in enumerate(zip(specs, pools)):
             k_worlds, k_pick = jax.random.split(jax.random.fold_in(k, f))
             worlds = jax.random.choice(k_worlds, pool.sound.shape[0], (spec.n_worlds,), replace=False)
-            q = pipeline.pick_questions(k_pick, spec, jax.tree.map(lambda x, w=worlds: x[w], pool), tok)
+            q = episode.pick_questions(k_pick, spec, jax.tree.map(lambda x, w=worlds: x[w], pool), tok)
             parts.append(Labels(family=jnp.full_like(q["template"], f), template=q["template"],
                                 configuration=q["configuration"], answer_class=q["answer_class"],
                                 chance=q["chance"], value=q["value"], valid=q["valid"],

@@ -38,7 +38,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from physsim.model import checkpoint
-from physsim.questions import pipeline
+from physsim import episode
 from physsim.sim.simulate import MAX_SPEED
 from physsim.train import config as config_lib
 from physsim.train import data as data_lib
@@ -271,7 +271,7 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     data_lib.check(config, n_devices)
     if stop_at is not None and not 1 <= stop_at <= config.train.steps:
         raise ConfigError(f"stop at step {stop_at}: the run has steps 1 to train.steps={config.train.steps}")
-    tokenizer = pipeline.default_tokenizer()
+    tokenizer = episode.default_tokenizer()
     if tokenizer.size > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.size} tokens; model.vocab_size={config.model.vocab_size} is too small")
     run_dir = config.run_dir

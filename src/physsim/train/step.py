@@ -25,7 +25,7 @@ from flax import nnx, struct
 from physsim import model as model_lib
 from physsim import streams
 from physsim.model import loss as loss_lib
-from physsim.questions import pipeline
+from physsim import episode
 from physsim.questions.templates import TASKS
 from physsim.train import data as data_lib
 from physsim.train import mesh as mesh_lib
@@ -148,7 +148,7 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
               ) -> Callable[[TrainState], tuple[TrainState, dict]]:
     """The jitted step `state -> (state, metrics)`; the state's buffers are donated."""
     opt = optimizer(config)
-    bos_id = pipeline.default_tokenizer().bos_id
+    bos_id = episode.default_tokenizer().bos_id
 
     k_updates = config.train.updates_per_batch
     mix = replay_lib.Mix.of(data_lib.family_specs(config))

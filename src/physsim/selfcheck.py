@@ -14,11 +14,10 @@ import functools
 
 import jax
 import numpy as np
-from scipy import stats
 
-from physsim import scenarios
+from physsim import episode, scenarios
 from physsim._cache import release_compiled_programs
-from physsim.questions import pipeline
+from physsim.questions import answers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,18 +45,18 @@ def _np(tree):
 
 @functools.lru_cache(maxsize=None)  # validate reads each batch twice (facts and balance, then balance per config)
 def measured_batch(family: str, n_worlds: int = 64, seed: int = 0, split: str = "train"):
-    spec = pipeline.BatchSpec(family, split=split, n_worlds=n_worlds).resolved()
-    params = _sample(jax.random.key(seed), family, n_worlds, split)
+    spec = episode.BatchSpec(family, split=split, n_worlds=n_worlds).resolved()
+    params = sample_params(jax.random.key(seed), family, n_worlds, split)
     return spec, measure_given(params, dataclasses.replace(spec, split="train"))
 
 
-_sample = jax.jit(lambda key, family, n, split: scenarios.get(family).sample(key, n, split), static_argnums=(1, 2, 3))
+sample_params = jax.jit(lambda key, family, n, split: scenarios.get(family).sample(key, n, split), static_argnums=(1, 2, 3))
 # Simulates and measures given parameters. The spec's split only matters for sampling: measured_batch passes
 # the train spec, so that other callers with any parameters of the same shape reuse this one compiled program.
-measure_given = jax.jit(pipeline.measure_params, static_argnums=1)
+measure_given = jax.jit(episode.measure_params, static_argnums=1)
 
 
-def fact_checks(family: str, measured: pipeline.Measured) -> list[Check]:
+def fact_checks(family: str, measured: episode.Measured) -> list[Check]:
     layout = scenarios.get(family).layout()
     m = _np(measured)
     out = []
@@ -67,7 +66,7 @@ def fact_checks(family: str, measured: pipeline.Measured) -> list[Check]:
     return out
 
 
-def balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) -> dict[str, dict]:
+def balance_rows(spec: episode.BatchSpec, picked: dict, min_group: int = 50) -> dict[str, dict]:
     """Per template of the spec, from flat arrays of drawn questions: how many were drawn, their answer
     distribution and the largest excess of an answer over its chance, and deviation from it, within a visible
     configuration (over all configurations for a question that asks for the configuration itself;
@@ -101,8 +100,8 @@ def balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) ->
                 top = np.sort(counts)[::-1][:round(1.0 / chance)]
                 deviation = max(deviation, float(np.abs(top / g.sum() - chance).max()))
                 for c in top:  # how far from chance the share's 95% interval lies (0: it holds chance)
-                    ci = stats.binomtest(int(c), int(g.sum())).proportion_ci(0.95, method="wilson")
-                    low = max(low, float(ci.low) - chance, chance - float(ci.high))
+                    ci_low, ci_high = answers.interval(c, g.sum())
+                    low = max(low, ci_low - chance, chance - ci_high)
             row["max_excess"] = excess
             row["max_deviation"] = deviation
             row["deviation_low"] = low  # the least deviation from uniform the draws are consistent with (95%)
@@ -111,23 +110,23 @@ def balance_rows(spec: pipeline.BatchSpec, picked: dict, min_group: int = 50) ->
     return out
 
 
-def answer_balance(spec: pipeline.BatchSpec, measured: pipeline.Measured, n_samples: int = 8000, seed: int = 1
+def answer_balance(spec: episode.BatchSpec, measured: episode.Measured, n_samples: int = 8000, seed: int = 1
                    ) -> dict[str, dict]:
     """Answer distribution per template over `n_samples` balanced draws from one measured batch (see
     `balance_rows`), every template drawn equally often."""
     templates = spec.templates()
-    tok = pipeline.default_tokenizer()
+    tok = episode.default_tokenizer()
     # Weight each task by its number of templates, so that every template is drawn equally often.
     per_task = tuple(float(sum(t.task == task for t in templates)) for task in spec.tasks)
     draws = dataclasses.replace(spec, n_questions=n_samples * len(templates), task_weights=per_task)
-    picked = _np(jax.jit(pipeline.pick_questions, static_argnums=(1, 3))(jax.random.key(seed), draws, measured, tok))
+    picked = _np(jax.jit(episode.pick_questions, static_argnums=(1, 3))(jax.random.key(seed), draws, measured, tok))
     return balance_rows(spec, picked)
 
 
-def askability(spec: pipeline.BatchSpec, measured: pipeline.Measured) -> dict[str, dict]:
+def askability(spec: episode.BatchSpec, measured: episode.Measured) -> dict[str, dict]:
     """Per template: the fraction of the batch's worlds it is asked of (well posed, sound, not knife-edge) and
     the raw distribution of their answers before any balancing (class shares; mean and spread for numbers)."""
-    valid, _ = _np(pipeline.askable(spec, measured))
+    valid, _ = _np(episode.askable(spec, measured))
     out = {}
     for i, t in enumerate(spec.templates()):
         values = np.asarray(measured.facts[t.fact].value)[valid[i]]
@@ -143,12 +142,12 @@ def askability(spec: pipeline.BatchSpec, measured: pipeline.Measured) -> dict[st
     return out
 
 
-def self_check_all(n_worlds: int = 64, n_samples: int = 8000, splits: tuple[str, ...] = ("train", "ood")
-                   ) -> tuple[list[Check], list[dict]]:
-    """Fact checks and balance rows for every registered family, on each parameter split."""
+def self_check_all(n_worlds: int = 64, n_samples: int = 8000, splits: tuple[str, ...] = ("train", "ood"),
+                   families: tuple[str, ...] | None = None) -> tuple[list[Check], list[dict]]:
+    """Fact checks and balance rows for every registered family (or those named), on each parameter split."""
     checks, balance = [], []
     for split in splits:
-        for family in scenarios.names():
+        for family in families or scenarios.names():
             spec, measured = measured_batch(family, n_worlds, split=split)
             checks += [dataclasses.replace(c, family=f"{family} ({split})") for c in fact_checks(family, measured)]
             for name, row in answer_balance(spec, measured, n_samples).items():
