@@ -33,7 +33,7 @@ def main() -> None:
         state, metrics = fn(state)
         out[name] = {k: float(v) for k, v in jax.device_get(metrics).items() if k != step.FAULT_EXAMPLES}
         out[name]["devices"] = len(state.params["embed"]["embedding"].sharding.device_set)
-        out[name]["param_shard_shape"] = list(state.params["blocks"][0]["mlp"]["fc1"]["kernel"].addressable_shards[0].data.shape)
+        out[name]["param_shard_shape"] = list(state.params["blocks"]["layers"]["mlp"]["fc1"]["kernel"].addressable_shards[0].data.shape)
     try:
         data.check(config_lib.replace(config, {"data.shards": 6}), jax.device_count())
         out["indivisible"] = "accepted"

@@ -11,6 +11,7 @@ from flax import nnx
 from physsim import episode, model, predict
 from physsim.model import checkpoint, flops, pretrained
 from physsim.questions import answers
+from physsim.train import mesh
 
 TOK = episode.default_tokenizer()
 SPECIAL = model.SpecialTokens.of(TOK)
@@ -212,7 +213,9 @@ def test_remat_recomputes_without_changing_loss_or_gradients_and_bf16_stays_clos
 
 
 def test_flops_agree_with_xla_cost_analysis():
-    cfg = TINY
+    # Unrolled: XLA's cost analysis counts a loop's body once, whatever its trip count (measured: a scanned
+    # 2-block tower came out at 1.54x the count).
+    cfg = TINY.replace(scan_unroll=max(TINY.enc_depth, TINY.dec_depth))
     graphdef, state = nnx.split(model.abstract(cfg))
     b = 2
     shapes = input_shapes(cfg, b)
@@ -239,12 +242,14 @@ def test_parameters_carry_logical_axes_that_map_to_fsdp():
     for v in variables:
         axes = v.get_metadata().get("out_sharding")
         assert axes is not None and len(axes) == len(v.shape), f"{v.shape} carries {axes}"
-    rules = [("embed", "fsdp"), ("mlp", None), ("heads", None), ("vocab", None), ("norm", None)]
-    with nnx.logical_axis_rules(rules):
+    with nnx.logical_axis_rules(mesh.logical_rules(fsdp=2)):
         specs = nnx.get_partition_spec(params)
     assert specs["embed"]["embedding"].get_value() == jax.sharding.PartitionSpec(None, "fsdp")
-    assert specs["blocks"][0]["mlp"]["fc1"]["kernel"].get_value() == jax.sharding.PartitionSpec("fsdp", None)
-    assert specs["encoder"]["blocks"][0]["attn"]["out"]["kernel"].get_value() == jax.sharding.PartitionSpec(None, "fsdp")
+    # Stacked blocks: the leading axis is the layer, never sharded.
+    blocks = specs["blocks"]["layers"]
+    assert blocks["mlp"]["fc1"]["kernel"].get_value() == jax.sharding.PartitionSpec(None, "fsdp", None)
+    assert specs["encoder"]["blocks"]["layers"]["attn"]["out"]["kernel"].get_value() == \
+        jax.sharding.PartitionSpec(None, None, "fsdp")
 
 
 # ---------------------------------------------------------------- pretrained SigLIP weights
@@ -440,7 +445,7 @@ def test_checkpoint_of_another_shape_is_refused_by_name_and_left_untouched(saved
     files = sorted((p, p.stat().st_size) for p in saved.rglob("*") if p.is_file())
     other = model.build(TINY.replace(dec_width=96, dec_mlp=384))
     with checkpoint.open_manager(saved, read_only=True) as manager:
-        with pytest.raises(checkpoint.CheckpointError, match=r"blocks.0.attn.key.kernel: \(64, 64\) in the checkpoint, \(96, 96\) in the model"):
+        with pytest.raises(checkpoint.CheckpointError, match=r"blocks.layers.attn.key.kernel: \(2, 64, 64\) in the checkpoint, \(2, 96, 96\) in the model"):
             checkpoint.restore_params(manager, 85, other)
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint of step 3 .* it has steps \\[85\\]"):
         checkpoint.load(saved, step=3)

@@ -108,7 +108,7 @@ def test_four_devices_give_the_one_device_loss_and_fsdp_shards_parameters():
     for name in ("loss", "answer_nll", "state_mse", "grad_norm"):
         np.testing.assert_allclose(out["fsdp"][name], out["one"][name], rtol=1e-3, err_msg=name)
     assert out["fsdp"]["valid_questions"] == out["one"]["valid_questions"] == 16
-    assert out["one"]["param_shard_shape"] == [64, 256] and out["fsdp"]["param_shard_shape"] == [32, 256]
+    assert out["one"]["param_shard_shape"] == [2, 64, 256] and out["fsdp"]["param_shard_shape"] == [2, 32, 256]
     assert "data.shards=6 is not divisible by the 4 devices" in out["indivisible"]
 
 
@@ -153,7 +153,7 @@ def test_a_checkpoint_of_another_model_shape_is_refused_and_left_untouched(unint
     config, straight = uninterrupted
     before = files(straight.run_dir / "checkpoints")
     wider = config_lib.replace(config, {"model.dec_width": 96, "model.dec_mlp": 384, "train.steps": 18})
-    with pytest.raises(CheckpointError, match=r"another shape:\n  blocks.0.attn.key.bias: \(64,\) in the checkpoint, \(96,\)"):
+    with pytest.raises(CheckpointError, match=r"another shape:\n  blocks.layers.attn.key.bias: \(2, 64\) in the checkpoint, \(2, 96\)"):
         run.train(wider)
     no_blind = config_lib.replace(config, {"train.blind_baseline": False, "train.steps": 18})
     with pytest.raises(CheckpointError, match="trained with train.blind_baseline=True"):

@@ -26,7 +26,7 @@ from flax import nnx
 from physsim.model import config as config_lib
 from physsim.model.vlm import VLM, abstract
 
-FORMAT = 1
+FORMAT = 2  # 2: each tower's blocks stacked along a leading axis (`layers.Stack`); 1 held them one by one
 PARAMS, META = "params", "meta"
 
 
@@ -88,8 +88,13 @@ def read_meta(manager: ocp.CheckpointManager, step: int) -> dict:
         meta = manager.restore(step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]
     except (OSError, ValueError, json.JSONDecodeError, KeyError) as e:
         raise CheckpointError(f"checkpoint step {step} in {manager.directory}: unreadable metadata ({e})") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or "format" not in meta:
         raise CheckpointError(f"checkpoint step {step} in {manager.directory} is not a physsim checkpoint of format {FORMAT}")
+    if meta["format"] != FORMAT:
+        why = (" (format 1 held each tower's blocks one by one; format 2 stacks them for nnx.scan: train again, or "
+               "read it with the physsim version that wrote it)") if meta["format"] == 1 else ""
+        raise CheckpointError(f"checkpoint step {step} in {manager.directory} is a physsim checkpoint of format "
+                              f"{meta['format']!r}; this version reads format {FORMAT}{why}")
     return meta
 
 

@@ -18,6 +18,10 @@ from physsim import _names
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+# jax.checkpoint_policies that need no arguments, for model.remat_policy.
+REMAT_POLICIES = ("nothing_saveable", "dots_saveable", "dots_with_no_batch_dims_saveable", "everything_saveable")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Everything that fixes the model's parameters and its compiled shapes."""
@@ -51,12 +55,18 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype; "bfloat16" for mixed precision
     param_dtype: str = "float32"
     remat: bool = False  # recompute block activations in the backward pass
+    # What a rematerialised block keeps for the backward pass: a policy of jax.checkpoint_policies (the
+    # default keeps nothing; "dots_saveable" keeps matmul outputs: more memory, less recomputation).
+    remat_policy: str = "nothing_saveable"
+    # Blocks per iteration of a tower's scan (layers.Stack): 1 traces and compiles one block per tower; the
+    # tower's depth unrolls it completely (XLA then sees, and counts, every block).
+    scan_unroll: int = 1
     rope_base: float = 10_000.0
 
     def __post_init__(self):
         positive = ("frames", "height", "width", "patch", "tubelet", "enc_width", "enc_depth", "enc_heads",
                     "enc_mlp", "dec_width", "dec_depth", "dec_heads", "dec_mlp", "vocab_size",
-                    "question_length", "answer_length", "max_objects", "horizons", "head_depth")
+                    "question_length", "answer_length", "max_objects", "horizons", "head_depth", "scan_unroll")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -75,6 +85,8 @@ class ModelConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in DTYPES:
                 raise _names.unknown(f"model.{name}", getattr(self, name), sorted(DTYPES))
+        if self.remat_policy not in REMAT_POLICIES:
+            raise _names.unknown("model.remat_policy", self.remat_policy, REMAT_POLICIES)
 
     # Derived shapes.
     @property

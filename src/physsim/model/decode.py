@@ -51,19 +51,24 @@ def _generate(model: VLM, video, frame_mask, question, key, temperature, special
     out = jnp.full((batch, cfg.answer_length), special.pad, jnp.int32).at[:, 0].set(first)
 
     def unfinished(carry):
-        step, _, done, _, _ = carry
+        step, _, done, _, _, _ = carry
         return (step < cfg.answer_length) & ~done.all()
 
+    # The parameters travel in the loop's carry: NNX's transforms (the blocks' scan) refuse a module whose
+    # arrays are closed over from outside the loop's trace.
+    graphdef, state = nnx.split(model)
+
     def next_token(carry):
-        step, previous, done, out, cache = carry
+        step, previous, done, out, cache, state = carry
         position = prefix + step
+        model = nnx.merge(graphdef, state)
         h, cache = model.decoder(model.embed_tokens(previous[:, None]), position[None], key_valid,
                                  cache=cache, cache_index=position)
         token = jnp.where(done, special.pad, _choose(model.token_logits(h[:, 0]), keys[step], temperature))
         out = out.at[:, step].set(token)
-        return step + 1, token, done | (token == special.eos), out, cache
+        return step + 1, token, done | (token == special.eos), out, cache, state
 
-    carry = (jnp.int32(1), first, first == special.eos, out, cache)
+    carry = (jnp.int32(1), first, first == special.eos, out, cache, state)
     return jax.lax.while_loop(unfinished, next_token, carry)[3]
 
 

@@ -35,7 +35,7 @@ class VideoEncoder(nnx.Module):
         position_init = layers.partitioned(nnx.initializers.normal(0.02), (None, "embed"))
         self.pos_space = nnx.Param(position_init(rngs.params(), (h * w, d), cfg.params_dtype))
         self.pos_time = nnx.Param(position_init(rngs.params(), (t, d), cfg.params_dtype))
-        self.blocks = nnx.List([layers.Block(d, cfg.enc_heads, cfg.enc_mlp, cfg, rngs) for _ in range(cfg.enc_depth)])
+        self.blocks = layers.Stack(cfg.enc_depth, d, cfg.enc_heads, cfg.enc_mlp, cfg, rngs)
         self.norm = layers.layer_norm(d, cfg, rngs)
 
     def __call__(self, video: jax.Array, frame_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -54,7 +54,7 @@ class VideoEncoder(nnx.Module):
         x = rearrange(x, "b t h w d -> b (t h w) d")
         valid = reduce(frame_mask.astype(jnp.int32), "b (t pt) -> b t", "max", pt=cfg.tubelet) > 0
         valid = repeat(valid, "b t -> b (t hw)", hw=h * w)
-        x = layers.run_blocks(self.blocks, x, valid[:, None, None, :], remat=cfg.remat)
+        x = self.blocks(x, valid[:, None, None, :])
         return self.norm(x), valid
 
 

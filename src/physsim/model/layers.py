@@ -26,7 +26,7 @@ from flax import nnx
 
 from physsim.model.config import ModelConfig
 
-KVCache = tuple[jax.Array, jax.Array]  # keys, values: (B, L, heads, head_dim) each
+KVCache = tuple[jax.Array, jax.Array]  # keys, values: (B, L, heads, head_dim) each; (depth, B, ...) for a Stack
 
 
 def partitioned(initializer, axes: tuple[str | None, ...]):
@@ -139,17 +139,46 @@ class CrossBlock(nnx.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def run_blocks(blocks, x: jax.Array, mask: jax.Array, rope=None, *, remat: bool = False) -> jax.Array:
-    """x through every block, without a cache; `remat` recomputes each block in the backward pass."""
+class Stack(nnx.Module):
+    """`depth` pre-norm blocks whose parameters are stacked along a leading axis (logical name `layers`, never
+    sharded) and run with `nnx.scan`, so a tower is traced and compiled as one block, not `depth` (the `large`
+    model has 48 blocks, and its blind baseline as many again). `layers` holds one `Block` whose arrays have
+    the extra leading axis."""
 
-    def forward(block, x, mask, rope):
-        return block(x, mask=mask, rope=rope)[0]
+    def __init__(self, depth: int, width: int, heads: int, hidden: int, cfg: ModelConfig, rngs: nnx.Rngs):
+        @nnx.split_rngs(splits=depth)
+        @nnx.vmap(axis_size=depth, transform_metadata={nnx.PARTITION_NAME: "layers"})
+        def create(rngs: nnx.Rngs) -> Block:
+            return Block(width, heads, hidden, cfg, rngs)
 
-    if remat:
-        forward = nnx.remat(forward)
-    for block in blocks:
-        x = forward(block, x, mask, rope)
-    return x
+        self.depth = depth
+        self.remat = cfg.remat
+        self.remat_policy = cfg.remat_policy
+        self.unroll = cfg.scan_unroll
+        self.layers = create(rngs)
+
+    def __call__(self, x: jax.Array, mask: jax.Array, rope=None) -> jax.Array:
+        """x (B, S, D) through every block, without a cache; with `cfg.remat` each block is recomputed in the
+        backward pass, keeping what `cfg.remat_policy` allows."""
+
+        def forward(x, block):
+            return block(x, mask=mask, rope=rope)[0], None
+
+        if self.remat:
+            forward = nnx.remat(forward, policy=getattr(jax.checkpoint_policies, self.remat_policy))
+        x, _ = nnx.scan(forward, in_axes=(nnx.Carry, 0), out_axes=(nnx.Carry, 0), unroll=self.unroll)(x, self.layers)
+        return x
+
+    def cached(self, x: jax.Array, mask: jax.Array, rope, cache: KVCache, cache_index: jax.Array | int
+               ) -> tuple[jax.Array, KVCache]:
+        """x through every block, each writing its keys and values into its layer of `cache` (keys, values:
+        (depth, B, L, heads, head_dim) each) at `cache_index`."""
+
+        def forward(x, block, layer_cache):
+            return block(x, mask=mask, rope=rope, cache=layer_cache, cache_index=cache_index)
+
+        return nnx.scan(forward, in_axes=(nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0), unroll=self.unroll)(
+            x, self.layers, cache)
 
 
 def embedding_init(width: int):

@@ -239,11 +239,11 @@ def load_vision_encoder(model: VLM, path: str | Path) -> LoadReport:
     set_(enc.pos_time, np.zeros(enc.pos_time.shape, np.float32))
     set_(enc.norm.scale, w["final.scale"])
     set_(enc.norm.bias, w["final.bias"])
-    for i, block in enumerate(enc.blocks):
-        parts = {"norm1": block.norm1, "norm2": block.norm2, "query": block.attn.query, "key": block.attn.key,
-                 "value": block.attn.value, "out": block.attn.out, "fc1": block.mlp.fc1, "fc2": block.mlp.fc2}
-        for name in _BLOCK_PARAMS:
-            part, field = name.split(".")
-            set_(getattr(parts[part], field), w[f"block{i}.{name}"])
+    block = enc.blocks.layers  # every block's parameters, stacked along the first axis
+    parts = {"norm1": block.norm1, "norm2": block.norm2, "query": block.attn.query, "key": block.attn.key,
+             "value": block.attn.value, "out": block.attn.out, "fc1": block.mlp.fc1, "fc2": block.mlp.fc2}
+    for name in _BLOCK_PARAMS:
+        part, field = name.split(".")
+        set_(getattr(parts[part], field), np.stack([w[f"block{i}.{name}"] for i in range(cfg.enc_depth)]))
     return LoadReport(path=str(path), layout=layout, loaded=len(expected) + 2, ignored=sorted(ignored),
                       resized_positions=resized)

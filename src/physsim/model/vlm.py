@@ -78,7 +78,7 @@ class VLM(nnx.Module):
         self.project = layers.dense(cfg.enc_width, d, (None, "embed"), cfg, rngs)
         self.embed = nnx.Embed(cfg.vocab_size, d, dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
                                embedding_init=layers.embedding_init(d), rngs=rngs)
-        self.blocks = nnx.List([layers.Block(d, cfg.dec_heads, cfg.dec_mlp, cfg, rngs) for _ in range(cfg.dec_depth)])
+        self.blocks = layers.Stack(cfg.dec_depth, d, cfg.dec_heads, cfg.dec_mlp, cfg, rngs)
         self.final_norm = layers.layer_norm(d, cfg, rngs)
         self.slots = SlotHead(cfg, rngs)
 
@@ -98,7 +98,7 @@ class VLM(nnx.Module):
         return h @ self.embed.embedding[...].astype(jnp.float32).T
 
     def decoder(self, x: jax.Array, positions: jax.Array, key_valid: jax.Array, *,
-                cache: list[layers.KVCache] | None = None, cache_index: jax.Array | int = 0):
+                cache: layers.KVCache | None = None, cache_index: jax.Array | int = 0):
         """x (B, S, D) at absolute `positions` (S,); key_valid (B, K) over every key position.
 
         Without a cache the keys are x itself (K = S). With one, x's keys are
@@ -111,17 +111,14 @@ class VLM(nnx.Module):
         mask = visible[None, None] & key_valid[:, None, None, :]  # (B, 1, S, K)
         rope = layers.rope_tables(positions, cfg.dec_width // cfg.dec_heads, cfg.rope_base)
         if cache is None:
-            return layers.run_blocks(self.blocks, x, mask, rope, remat=cfg.remat), None
-        new_cache = []
-        for block, layer_cache in zip(self.blocks, cache):
-            x, layer_cache = block(x, mask=mask, rope=rope, cache=layer_cache, cache_index=cache_index)
-            new_cache.append(layer_cache)
-        return x, new_cache
+            return self.blocks(x, mask, rope), None
+        return self.blocks.cached(x, mask, rope, cache, cache_index)
 
-    def empty_cache(self, batch: int) -> list[layers.KVCache]:
+    def empty_cache(self, batch: int) -> layers.KVCache:
+        """Keys and values (dec_depth, B, sequence_length, heads, head_dim) each, zero."""
         cfg = self.config
-        shape = (batch, cfg.sequence_length, cfg.dec_heads, cfg.dec_width // cfg.dec_heads)
-        return [(jnp.zeros(shape, cfg.compute_dtype), jnp.zeros(shape, cfg.compute_dtype)) for _ in range(cfg.dec_depth)]
+        shape = (cfg.dec_depth, batch, cfg.sequence_length, cfg.dec_heads, cfg.dec_width // cfg.dec_heads)
+        return jnp.zeros(shape, cfg.compute_dtype), jnp.zeros(shape, cfg.compute_dtype)
 
     def key_valid(self, video_valid: jax.Array, question: jax.Array, pad_id: int = 0) -> jax.Array:
         """(B, sequence_length) bool: which decoder positions may be attended to."""

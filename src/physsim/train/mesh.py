@@ -53,7 +53,8 @@ def make_mesh(fsdp: int = 1, devices: list | None = None) -> jax.sharding.Mesh:
 
 
 def logical_rules(fsdp: int) -> list[tuple[str, str | None]]:
-    return [("embed", "fsdp" if fsdp > 1 else None), ("mlp", None), ("heads", None), ("vocab", None), ("norm", None)]
+    return [("embed", "fsdp" if fsdp > 1 else None), ("mlp", None), ("heads", None), ("vocab", None), ("norm", None),
+            ("layers", None)]
 
 
 def param_shardings(mesh: jax.sharding.Mesh, params: nnx.State, fsdp: int) -> nnx.State:
