@@ -27,6 +27,11 @@ def test_every_experiment_config_loads_and_passes_its_checks():
         config = config_lib.load(path)
         assert config.run.name == path.stem
         data.check(config, n_devices=config.data.shards)  # one device per scene shard is always valid
+        # Held-out suites film as training does (the GPU configs jitter the camera; suites once did not).
+        trained = {spec.family: spec for spec in data.family_specs(config)}
+        for _, _, suite in evaluate.suite_specs(config):
+            made = ("frame_stride", "width", "height", "camera_jitter", "horizons", "observe_seconds", "seconds")
+            assert [getattr(suite, k) for k in made] == [getattr(trained[suite.family], k) for k in made], path
 
 
 def test_overrides_are_typed_and_unknown_keys_suggest_the_closest():

@@ -58,13 +58,15 @@ def suite_key(seed: int, family: str, split: str) -> jax.Array:
 
 
 def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]]:
-    """Per (family, split) suite of a config: the family's index, the suite's key and its resolved spec."""
+    """Per (family, split) suite of a config: the family's index, the suite's key and its resolved spec. Videos
+    are made as training makes them (frame stride, resolution, camera jitter); every task type the family asks
+    is tested, whatever weight training gives it."""
     data, cfg = config.data, config.model
     worlds = max(1, config.eval.questions // config.eval.questions_per_world)
     return [(index, suite_key(config.train.seed, family, split),
              episode.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions,
                                frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
-                               horizons=data.horizons).resolved())
+                               horizons=data.horizons, camera_jitter=data.camera_jitter).resolved())
             for index, family in enumerate(data_lib.family_names(data)) for split in config.eval.splits]
 
 
