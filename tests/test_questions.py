@@ -400,9 +400,9 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     balance = [{"template": f"projectile/{k}", **v} for k, v in selfcheck.answer_balance(spec, m).items()]
     by_config = [{"config": "tiny", **r} for r in validate.run_balance(BALANCE_CONFIGS["tiny"], pools={
         "projectile": (spec, m)}, steps=40, only="projectile")]
-    monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, balance))
+    monkeypatch.setattr(selfcheck, "self_check_all", lambda **_: (checks, balance))
     monkeypatch.setattr(validate, "config_balance", lambda: by_config)
-    monkeypatch.setattr(validate, "split_askability", lambda: [])
+    monkeypatch.setattr(validate, "split_askability", lambda **_: [])
     monkeypatch.setattr(validate, "suite_coverage", lambda: [])
     out = tmp_path / "v.json"
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 0
@@ -410,9 +410,9 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     assert len(payload["fact_checks"]) == len(checks) and len(payload["answer_balance"]) == len(balance)
     assert len(payload["answer_balance_by_config"]) == len(by_config)
     skewed = [dict(b, max_excess=0.2) if b["kind"] != "number" else b for b in balance]
-    monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, skewed))
+    monkeypatch.setattr(selfcheck, "self_check_all", lambda **_: (checks, skewed))
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
-    monkeypatch.setattr(selfcheck, "self_check_all", lambda: (checks, balance))
+    monkeypatch.setattr(selfcheck, "self_check_all", lambda **_: (checks, balance))
     skewed = [dict(b, deviation_low=0.2) if b["kind"] != "number" else b for b in by_config]
     monkeypatch.setattr(validate, "config_balance", lambda: skewed)
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
@@ -420,10 +420,10 @@ def test_validate_reports_balance_and_fact_checks_and_fails_on_imbalance(tmp_pat
     asked = selfcheck.askability(spec, m)
     unasked = [validate.askability_row(f"projectile/{k}", v, dict(v, asked=0, asked_fraction=0.0))
                for k, v in asked.items()]
-    monkeypatch.setattr(validate, "split_askability", lambda: unasked)
+    monkeypatch.setattr(validate, "split_askability", lambda **_: unasked)
     assert validate.main(["--sections", "questions", "--json", str(out)]) == 1
     assert len(json.loads(out.read_text())["askability_by_split"]) == len(asked)
-    monkeypatch.setattr(validate, "split_askability", lambda: [])
+    monkeypatch.setattr(validate, "split_askability", lambda **_: [])
     empty_suite = [{"config": "tiny", "family": "projectile", "split": "ood", "template": "farther",
                     "suite_worlds": 128, "askable": 0, "questions": 0, "passed": False}]
     monkeypatch.setattr(validate, "suite_coverage", lambda: empty_suite)

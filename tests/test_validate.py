@@ -57,7 +57,7 @@ def test_a_crash_in_a_later_section_keeps_the_sections_already_measured(tmp_path
     now written after every section, marked incomplete until the last."""
     from physsim import selfcheck
 
-    def crash():
+    def crash(**_):
         raise RuntimeError("LLVM ERROR: Unable to allocate section memory")
 
     monkeypatch.setattr(validate, "run_all", lambda: validation_rows)

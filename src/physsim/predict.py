@@ -16,10 +16,10 @@ from pathlib import Path
 
 import jax
 
+from physsim import episode
 from physsim import model as model_lib
 from physsim import scenarios
 from physsim.model import checkpoint
-from physsim import episode
 from physsim.questions import answers
 from physsim.sim import params as params_lib
 

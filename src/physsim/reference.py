@@ -40,9 +40,9 @@ import numpy as np
 from PIL import Image
 
 from physsim import _names
+from physsim import episode
 from physsim import render as render_lib
 from physsim import scenarios
-from physsim import episode
 from physsim.scenarios.base import Run
 from physsim.sim.scene import build_mj_model, scene_index
 from physsim.sim.simulate import n_frames_for, rollout_mj

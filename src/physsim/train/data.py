@@ -21,10 +21,10 @@ from flax import struct
 from jax.sharding import PartitionSpec as P
 
 from physsim import _names
+from physsim import episode
 from physsim import model as model_lib
 from physsim import scenarios, streams
 from physsim.model.config import ModelConfig
-from physsim import episode
 from physsim.questions import templates
 from physsim.questions.templates import TASKS
 from physsim.sim import params as params_lib

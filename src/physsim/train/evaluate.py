@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from physsim import episode
 from physsim import model as model_lib
 from physsim import scenarios, streams
 from physsim.model import loss as loss_lib
-from physsim import episode
 from physsim.questions import answers
 from physsim.questions.templates import TASKS
 from physsim.sim.params import SPLITS

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from physsim import streams
 from physsim import episode
+from physsim import streams
 from physsim.train.data import Batch
 
 

@@ -26,23 +26,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from physsim.model import checkpoint
 from physsim import episode
+from physsim.model import checkpoint
 from physsim.sim.simulate import MAX_SPEED
 from physsim.train import config as config_lib
 from physsim.train import data as data_lib
 from physsim.train import evaluate as eval_lib
+from physsim.train import logs
 from physsim.train import mesh as mesh_lib
 from physsim.train import step as step_lib
 from physsim.train.config import Config, ConfigError
@@ -148,86 +148,6 @@ def restore_state(manager: ocp.CheckpointManager, step: int, like: step_lib.Trai
                                blind_opt_state=train["blind_opt_state"], replay=train["replay"])
 
 
-# ---------------------------------------------------------------- logs and plots
-class MetricsLog:
-    """metrics.jsonl, appended to; on resume, lines past the resumed step are dropped."""
-
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        if resume_step is None:
-            path.write_text("")
-        elif path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept))
-
-    def write(self, entry: dict) -> None:
-        with self.path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def entries(self) -> list[dict]:
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(float(x)) else None
-
-
-def plot_curves(entries: list[dict], path: Path) -> None:
-    """Training loss, and held-out accuracy per task type, of the model (solid) and the blind baseline (dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [e for e in entries if e["kind"] == "train"]
-    evals = [e for e in entries if e["kind"] == "eval"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [e["step"] for e in train]
-    ax_loss.plot(steps, [e["loss"] for e in train], label="model")
-    if train and "blind/loss" in train[0]:
-        ax_loss.plot(steps, [e["blind/loss"] for e in train], "--", label="blind baseline")
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    ax_loss.legend()
-    if evals:
-        for split, style in (("train", "-"), ("ood", ":")):
-            for i, row in enumerate(r for r in evals[-1]["by_split_task"] if r["split"] == split):
-                color = f"C{i}"
-                series = [(e["step"], next(r for r in e["by_split_task"] if r["split"] == split and r["task"] == row["task"]))
-                          for e in evals]
-                ax_acc.plot([s for s, _ in series], [r["accuracy"] for _, r in series], style, color=color, marker="o",
-                            label=f"{row['task']} ({'in-dist.' if split == 'train' else 'ood'})")
-                if "blind_accuracy" in row and split == "train":
-                    ax_acc.plot([s for s, _ in series], [r["blind_accuracy"] for _, r in series], "--", color=color,
-                                alpha=0.5)
-        ax_acc.set(xlabel="step", ylabel="held-out accuracy", ylim=(0, 1),
-                   title="held-out accuracy (dashed: blind baseline)")
-        ax_acc.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def print_summary(summary: dict, console) -> None:
-    from rich.table import Table
-
-    table = Table(title="held-out accuracy by task type, with 95% intervals (model vs blind baseline vs chance vs "
-                        "best constant answer)")
-    for column in ("split", "task", "questions", "worlds", "accuracy", "blind", "chance", "best constant",
-                   "state error (m)", "blind state error"):
-        table.add_column(column, justify="right")
-
-    def rate(r, prefix=""):
-        if f"{prefix}accuracy" not in r:
-            return "-"
-        return f"{r[prefix + 'accuracy']:.1%} [{r[prefix + 'ci_low']:.0%}, {r[prefix + 'ci_high']:.0%}]"
-
-    for r in summary["by_split_task"]:
-        table.add_row(r["split"], r["task"], str(r["questions"]), str(r["worlds"]), rate(r), rate(r, "blind_"),
-                      f"{r['chance']:.1%}", f"{r['best_constant']:.1%}",
-                      f"{r['state_error_m']:.3f}", f"{r.get('blind_state_error_m', float('nan')):.3f}")
-    console.print(table)
-
-
 # ---------------------------------------------------------------- the loop
 class _StopRequest:
     """Set by SIGTERM / SIGINT; the loop checkpoints and ends after the current step."""
@@ -290,15 +210,15 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
         if lead:
             summary = json.loads((run_dir / "eval.json").read_text())
             console.print(f"run {config.run.name} is complete ({start} steps); its evaluation, from {run_dir}/eval.json:")
-            print_summary(summary, console)
+            logs.print_summary(summary, console)
         return Result(step=start, summary=summary, run_dir=run_dir)
     if stop_at is not None and start is not None and stop_at <= start:
         manager.close()
         raise ConfigError(f"stop at step {stop_at}: {run_dir} already holds a checkpoint of step {start}")
     if lead:
         (run_dir / "config.json").write_text(config_lib.to_json(config))
-    log = MetricsLog(run_dir / "metrics.jsonl", start) if lead else None
-    writer = _tensorboard(config, run_dir) if lead else None
+    log = logs.MetricsLog(run_dir / "metrics.jsonl", start) if lead else None
+    writer = logs.tensorboard(config, run_dir) if lead else None
     per_step, trained = data_lib.n_questions(config), data_lib.n_trained(config)
     console.print(f"run {config.run.name}: {config.model.size} model, {n_devices} device(s) "
                   f"({jax.devices()[0].device_kind}), {per_step} fresh questions/step from "
@@ -345,7 +265,7 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
             check_faults(at, jax.device_get(view), config, worlds, lambda: checkpoint.latest_step(manager))
 
     try:
-        with _StopRequest() as stop, _progress(console, config.train.steps, first, config.run.progress) as progress:
+        with _StopRequest() as stop, logs.Progress(console, config.train.steps, first, config.run.progress) as progress:
             t_start, t_log, step_at_log = time.perf_counter(), time.perf_counter(), first
             for step in range(first + 1, config.train.steps + 1):
                 state, metrics = step_fn(state)
@@ -358,7 +278,7 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
                     t_log, step_at_log = now, step
                     entry = {"step": step, "kind": "train", "time_s": now - t_start, "steps_per_s": rate,
                              "questions_per_s": rate * trained, "fresh_questions_per_s": rate * per_step,
-                             **{k: _finite(v) for k, v in metrics.items() if k != step_lib.FAULT_EXAMPLES}}
+                             **{k: logs.finite(v) for k, v in metrics.items() if k != step_lib.FAULT_EXAMPLES}}
                     if lead:
                         log.write(entry)
                         if writer:
@@ -394,8 +314,8 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
             "run": config.run.name, "step": step, "device": jax.devices()[0].device_kind, "devices": n_devices,
             "fresh_questions_per_step": per_step, "trained_questions_per_step": trained,
             "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
-        plot_curves(log.entries(), run_dir / "curves.png")
-        print_summary(summary, console)
+        logs.plot_curves(log.entries(), run_dir / "curves.png")
+        logs.print_summary(summary, console)
         console.print(f"wrote {run_dir}/eval.json, metrics.jsonl, curves.png and checkpoints/")
     elif lead:
         why = f"by signal {stop.signal}" if stop.signal else "as asked"
@@ -403,49 +323,3 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     if writer:
         writer.close()
     return Result(step=step, summary=summary, run_dir=run_dir, stopped_by_signal=stop.signal is not None)
-
-
-def _tensorboard(config: Config, run_dir: Path) -> Any:
-    if not config.run.tensorboard:
-        return None
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError as e:
-        raise ConfigError("run.tensorboard=True needs tensorboardX (pip install 'physsim[tensorboard]')") from e
-    return SummaryWriter(str(run_dir / "tensorboard"))
-
-
-class _progress:
-    """A rich progress line (step, loss, steps/s, questions/s, ETA), or plain log lines off a terminal."""
-
-    def __init__(self, console, total: int, done: int, enabled: bool):
-        self.console, self.total, self.done, self.enabled = console, total, done, enabled
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled and self.console.is_terminal:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("step {task.completed}/{task.total}"), BarColumn(),
-                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=self.console)
-            self.bar.start()
-            self.task = self.bar.add_task("train", total=self.total, completed=self.done, info="compiled, running")
-        return self
-
-    def update(self, step: int, entry: dict) -> None:
-        loss = "not finite" if entry["loss"] is None else f"{entry['loss']:.3f}"  # logged as null
-        info = (f"loss {loss} · {entry['steps_per_s']:.2f} steps/s · "
-                f"{entry['questions_per_s']:.0f} questions/s trained ({entry['fresh_questions_per_s']:.0f} fresh)")
-        if entry.get("skipped_updates"):
-            info += f" · {entry['skipped_updates']:.0f} update(s) skipped (non-finite)"
-        if entry.get("unsound_worlds"):
-            info += f" · {entry['unsound_worlds']:.0f} invalid world(s)"
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, info=info)
-        elif self.enabled:
-            left = (self.total - step) / max(entry["steps_per_s"], 1e-9)
-            self.console.print(f"step {step}/{self.total} · {info} · ETA {left / 60:.1f} min")
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
+from physsim import episode
 from physsim import model as model_lib
 from physsim import streams
 from physsim.model import loss as loss_lib
-from physsim import episode
 from physsim.questions.templates import TASKS
 from physsim.train import data as data_lib
 from physsim.train import mesh as mesh_lib

@@ -1,30 +1,8 @@
-"""Throughput of each stage: `python -m physsim.bench [--quick] [--sections ...] [--json PATH] [--plot PATH]`.
-
-Sections: `physics` (world-steps per second of each scene family vs batch
-size), `render` (frames per second of each render backend — the JAX ray
-caster and, when installed, MuJoCo Warp — vs resolution and batch size),
-`questions` (valid QA samples per second of the whole jitted pipeline:
-sample, simulate with twins, measure facts, pick questions, render 64x64
-video), `model` (the model's jitted training step on random inputs: examples
-per second, achieved FLOP/s from `physsim.model.flops`, and model FLOP
-utilisation where the device's peak is known), `train` (the real training
-step of a config, `physsim.train.step`: examples per second and the share of
-its time spent simulating, rendering and in the model) and `reference` (the
-conventional pipeline of `physsim.reference` — MuJoCo C one scene at a time,
-`mujoco.Renderer`, PNG + JSON on disk — on the same families and image size,
-and physsim's ratio to it in QA samples per second).
-
-Compilation and a warm-up call are excluded; each figure is the median of
-several timed calls. Device and versions are printed and written with the
-results; every result row names its section, figure, unit, batch size and
-device.
-"""
+"""The bench's sections: each times one stage (or the whole step) and returns result rows."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import platform
 import statistics
 import sys
@@ -34,15 +12,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import mujoco
 import numpy as np
 
-from physsim import _names
 from physsim import env as env_lib
 from physsim import render as render_lib
 from physsim.sim.scene import warp_available
-
-SECTIONS = ("physics", "render", "questions", "model", "train", "reference")
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -192,9 +166,6 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
     return rows
 
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"  # in a checkout
-
-
 def bench_train(config_path: str, repeats: int) -> list[dict]:
     """The real training step of a config: examples/s and where its time goes.
 
@@ -323,205 +294,3 @@ def bench_reference(families, scenes: int, physsim_rows: list[dict], physsim_bat
         print(f"reference {family:<11} one scene at a time ({result['renderer']}) {result['qa_per_s']:>8,.1f} "
               f"QA samples/s ({stages}); physsim {rate:,.1f}: ratio {ratio:.2f}x", flush=True)
     return rows
-
-
-def plot_scaling(rows: list[dict], path: Path, title: str) -> None:
-    """Log-log throughput vs batch size: physics per family, rendering per backend and resolution,
-    and QA samples/s of physsim vs the reference pipeline per family."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    physics = [r for r in rows if r["section"] == "physics"]
-    for name in sorted({r["scenario"] for r in physics}):
-        mine = sorted((r["batch_size"], r["figure"]) for r in physics if r["scenario"] == name)
-        axes[0].plot(*zip(*mine), marker="o", label=name)
-    axes[0].set(xscale="log", yscale="log", xlabel="worlds per call", ylabel="world-steps/s", title="physics")
-    render = [r for r in rows if r["section"] == "render"]
-    for case in sorted({(r["backend"], r["resolution"]) for r in render}):
-        mine = sorted((r["batch_size"], r["figure"]) for r in render if (r["backend"], r["resolution"]) == case)
-        axes[1].plot(*zip(*mine), marker="o", label=" ".join(case))
-    axes[1].set(xscale="log", yscale="log", xlabel="frames per call", ylabel="frames/s", title="rendering")
-    ref = [r for r in rows if r["section"] == "reference"]
-    if ref:
-        x = np.arange(len(ref))
-        axes[2].bar(x - 0.2, [r["physsim_qa_per_s"] for r in ref], 0.4, label="physsim (batched, jitted)")
-        axes[2].bar(x + 0.2, [r["figure"] for r in ref], 0.4, label="reference (MuJoCo C + GL, PNG/JSON)")
-        axes[2].set_xticks(x, [r["scenario"] for r in ref])
-        axes[2].set(yscale="log", ylabel="QA samples/s", title="questions, 64x64")
-    for ax in axes:
-        if ax.has_data():
-            ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m physsim.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run of every section: one family, small batches, one timed call each")
-    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
-    parser.add_argument("--json", type=Path, help="write the results here")
-    parser.add_argument("--update", type=Path,
-                        help="merge the results into this JSON file (rows of the same case are replaced)")
-    parser.add_argument("--plot", type=Path, default=None,
-                        help="scaling plot (PNG); default: next to --json / --update with a .png suffix")
-    parser.add_argument("--physics-batches", nargs="+", type=int, default=None,
-                        help="world batch sizes of the physics section (default 16 64 256 1024)")
-    parser.add_argument("--questions-batches", nargs="+", type=int, default=None,
-                        help="worlds per device of the questions section (default 16 32 64; 16 with --quick)")
-    parser.add_argument("--render-backends", nargs="+", choices=render_lib.BACKENDS, default=None,
-                        help="render backends to time (default: every installed one)")
-    parser.add_argument("--model-sizes", nargs="+", default=None,
-                        help="model sizes of the model section (default: tiny on CPU; tiny small base on accelerators)")
-    parser.add_argument("--model-batch", type=int, default=None, help="examples per training step (default 32; 8 with --quick)")
-    parser.add_argument("--train-config", default=None,
-                        help="config of the train section (default: experiments/quick.py with --quick, else "
-                             "experiments/tiny.py on CPU, experiments/gpu_small.py on accelerators)")
-    parser.add_argument("--families", nargs="+", default=None,
-                        help="scene families of the physics, questions and reference sections, the first also of "
-                             "the render section (default: every registered one; with --quick, those of "
-                             "experiments/quick.py)")
-    parser.add_argument("--table", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="print recorded results as a Markdown table and exit")
-    parser.add_argument("--cpu-devices", type=int, default=None,
-                        help="split the CPU into this many XLA devices (one per core is fastest for the "
-                             "questions pipeline; the train section needs its config's shards to divide it)")
-    parser.add_argument("--reference-scenes", type=int, default=None,
-                        help="scenes the reference pipeline makes per family (default 64; 8 with --quick)")
-    args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads(args.table.read_text())))
-        return 0
-    if args.cpu_devices is not None:
-        if args.cpu_devices < 1:
-            parser.error(f"--cpu-devices {args.cpu_devices} must be at least 1")
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():
-            parser.error("--cpu-devices must be set before JAX starts; run python -m physsim.bench")
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                                   f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
-        jax.config.update("jax_platforms", "cpu")
-    on_cpu = jax.devices()[0].platform == "cpu"
-    train_config = args.train_config or str(EXPERIMENTS / ("quick.py" if args.quick else "tiny.py" if on_cpu
-                                                           else "gpu_small.py"))
-    needs_config = "train" in args.sections or (args.quick and not args.families)
-    if needs_config and not Path(train_config).is_file():
-        parser.error(f"--train-config {train_config}: no such file (run from a checkout, or pass a config)")
-    if args.families:
-        families = args.families
-    elif args.quick:  # the quick config's families: one cheap one
-        from physsim.train import config as config_lib
-
-        families = [name for name, _ in config_lib.load(train_config).data.families]
-    else:
-        families = env_lib.list()
-    for name in families:
-        if name not in env_lib.list():
-            parser.error(f"--families: {_names.unknown('scene family', name, env_lib.list())}")
-    header = {"device": device_name(), "devices": jax.device_count(), "jax": jax.__version__,
-              "mujoco": mujoco.__version__, "numpy": np.__version__, "python": platform.python_version(),
-              "cpu_cores": os.cpu_count(), "quick": args.quick}
-    print(" ".join(f"{k}={v}" for k, v in header.items()), flush=True)
-    repeats = 1 if args.quick else 3
-    rows: list[dict] = []
-    if "physics" in args.sections:
-        batches = args.physics_batches or ([16] if args.quick else [16, 64, 256, 1024])
-        rows += bench_physics(batches, 0.4, repeats, families)
-    if "render" in args.sections:
-        batches = [8] if args.quick else [8, 32, 128, 512]  # x2 frames each: 16 ... 1024 frames
-        backends = args.render_backends or (["jax"] if args.quick else render_backends())
-        if "warp" in backends and not warp_available():
-            parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
-        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends, families[0])
-    questions_batch = 16 if args.quick else 64
-    if "questions" in args.sections:
-        for b in args.questions_batches or ([16] if args.quick else [16, 32, 64]):
-            rows += bench_questions(b, repeats, families)
-    if "model" in args.sections:
-        sizes = args.model_sizes or (["tiny"] if on_cpu or args.quick else ["tiny", "small", "base"])
-        rows += bench_model(sizes, args.model_batch or (8 if args.quick else 32), repeats)
-    if "train" in args.sections:
-        rows += bench_train(train_config, repeats)
-    if "reference" in args.sections:
-        scenes = args.reference_scenes or (8 if args.quick else 64)
-        rows += bench_reference(families, scenes, rows, questions_batch, repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
-    if args.update:
-        rows = merge_results(args.update, header, rows)
-    plot = args.plot or next((p.with_suffix(".png") for p in (args.update, args.json) if p), None)
-    if plot:
-        plot_scaling(rows, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)")
-    return 0
-
-
-def _num(x: float) -> str:
-    return f"{x / 1000:,.1f}k" if x >= 10_000 else f"{x:,.1f}" if x < 100 else f"{x:,.0f}"
-
-
-def markdown_table(report: dict) -> str:
-    """The recorded results as the README's Markdown table (one line per case group)."""
-    rows = report["results"]
-    lines = ["| stage | batch | figure |", "|---|---|---|"]
-
-    def series(items, fmt):
-        items = sorted(items, key=lambda r: r["batch_size"])
-        return " / ".join(str(r["batch_size"]) for r in items), " / ".join(fmt(r) for r in items)
-
-    for name in sorted({r["scenario"] for r in rows if r["section"] == "physics"}):
-        b, f = series([r for r in rows if r["section"] == "physics" and r["scenario"] == name],
-                      lambda r: _num(r["figure"]))
-        lines.append(f"| physics, `{name}` | {b} worlds | {f} world-steps/s |")
-    for backend, res in sorted({(r["backend"], r["resolution"]) for r in rows if r["section"] == "render"}):
-        b, f = series([r for r in rows if r["section"] == "render" and (r["backend"], r["resolution"]) == (backend, res)],
-                      lambda r: _num(r["figure"]))
-        lines.append(f"| render, {backend}, {res} | {b} frames | {f} frames/s |")
-    for name, n in sorted({(r["scenario"], r["devices"]) for r in rows if r["section"] == "questions"}):
-        mine = [r for r in rows if r["section"] == "questions" and (r["scenario"], r["devices"]) == (name, n)]
-        b, f = series(mine, lambda r: _num(r["figure"]))
-        lines.append(f"| questions, `{name}` ({mine[0]['video_frames']} frames 64×64; {n} "
-                     f"CPU device{'s' * (n > 1)}) | {b} worlds | {f} QA samples/s |")
-    for r in rows:
-        if r["section"] == "model":
-            lines.append(f"| model training step, `{r['size']}` (random inputs) | {r['batch_size']} examples | "
-                         f"{_num(r['figure'])} examples/s ({r['achieved_flops_per_s'] / 1e12:.3f} TFLOP/s) |")
-        if r["section"] == "train":
-            share = ", ".join(f"{k} {v:.0%}" for k, v in r["share"].items())
-            lines.append(f"| whole training step, `{Path(r['config']).name}` | {r['batch_size']} examples "
-                         f"({r['fresh_questions_per_step']} fresh) | {_num(r['figure'])} examples/s, "
-                         f"{_num(r['fresh_qa_per_s'])} fresh QA/s; {share} |")
-    for r in rows:
-        if r["section"] == "reference":
-            lines.append(f"| reference (MuJoCo C + {r['renderer']}, PNG/JSON), `{r['scenario']}` | 1 scene | "
-                         f"{_num(r['figure'])} QA samples/s; physsim {_num(r['physsim_qa_per_s'])}: "
-                         f"**{r['ratio']:.1f}×** |")
-    return "\n".join(lines)
-
-
-def _case(row: dict) -> tuple:
-    return tuple(str(row.get(k)) for k in ("section", "scenario", "backend", "size", "config", "batch_size",
-                                           "devices", "resolution", "device"))
-
-
-def merge_results(path: Path, header: dict, rows: list[dict]) -> list[dict]:
-    """Adds `rows` to the results file at `path`, replacing earlier rows of the same case; returns all rows."""
-    old = json.loads(path.read_text()) if path.exists() else {**header, "results": []}
-    if old.get("device") != header["device"]:
-        raise SystemExit(f"--update {path}: it holds results of {old.get('device')}, this is {header['device']}")
-    new_cases = {_case(r) for r in rows}
-    kept = [r for r in old["results"] if _case(r) not in new_cases]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**old, **header, "results": kept + rows}, indent=2))
-    return kept + rows
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from physsim.bench import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from physsim.validate import main
+
+sys.exit(main())
