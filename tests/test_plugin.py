@@ -151,3 +151,61 @@ def test_a_family_defined_in_one_file_reaches_every_tool(drop, tmp_path):
     out = export.export(tmp_path / "set", fmt="jsonl", families=(drop,), split="train", num=4, batch_size=8)
     records = [json.loads(line) for line in (out / "data.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["family"] for r in records} == {drop}
+
+
+# ---------------------------------------------------------------- a family's tunable values
+TUNED = {"collision": {"heavier": 2.0, "observe_seconds": 0.4},
+         "ramp": {"train": {"angle": (20.0, 30.0)}, "slipperier": 0.25}}
+
+
+def test_a_config_sets_a_family_s_tunables_for_training_and_its_held_out_suites(tmp_path):
+    from physsim import episode
+    from physsim.train import evaluate
+
+    config = small_config(tmp_path, **{"data.families": {"collision": 1.0, "ramp": 1.0}, "data.family_config": TUNED})
+    specs = {s.family: s for s in data_lib.family_specs(config)}
+    assert specs["collision"].observe_seconds == 0.4  # a frame shown (every 2nd at 25 fps): kept as it is
+    # The factor reaches the intervention and the question's words.
+    collision = specs["collision"].scenario()
+    layout = collision.layout()
+    p = jax.tree.map(lambda x: x[0], collision.sample(jax.random.key(0), 1))
+    world = collision.world(p, layout)
+    np.testing.assert_allclose(collision.intervene("heavy_red", world, p, layout).mass[0], 2.0 * world.mass[0])
+    asked = {t.name: t.paraphrases for t in specs["collision"].templates()}
+    assert asked["if_red_heavier"][0].startswith("If the red ball had been twice as heavy")
+    ramp = specs["ramp"].scenario()
+    assert {t.name: t.paraphrases for t in specs["ramp"].templates()}["if_slippery"] == (
+        "If the friction were a quarter as strong, would the block slide down the slope?",
+        "Suppose the surfaces were four times as slippery: would the block slide down the slope?")
+    angles = np.asarray(ramp.sample(jax.random.key(1), 512)["angle"])
+    assert 20.0 <= angles.min() and angles.max() <= 30.0 and angles.max() - angles.min() > 9.0
+    # The declared family is untouched, the held-out suites take the same values, and every prompt tokenizes.
+    assert scenarios.get("collision").config.heavier == 4.0 and scenarios.get("ramp").param("angle").train == (10, 40)
+    for _, _, suite in evaluate.suite_specs(config):
+        assert suite.family_config == specs[suite.family].family_config
+    tok = episode.default_tokenizer()
+    for spec in specs.values():
+        for t in spec.templates():
+            for j in range(len(t.paraphrases)):
+                tok.encode(spec.prompt(t, j))
+    notebook = {t.name: t for t in physsim.env.make("collision", heavier=3.0).scenario.questions}
+    assert notebook["if_red_heavier"].paraphrases[1].startswith("Suppose the red ball had three times its mass")
+
+
+@pytest.mark.parametrize("tuned, message", [
+    ({"colision": {"heavier": 2.0}}, r"unknown family of data.families in data.family_config 'colision'; did you "
+                                     r"mean 'collision'"),
+    ({"collision": {"heavyer": 2.0}}, r"unknown tunable of family 'collision' 'heavyer'; did you mean 'heavier'"),
+    ({"collision": {"heavier": "lots"}}, r"data.family_config.collision.heavier='lots': expected a number"),
+    ({"collision": {"heavier": 1.0}}, r"heavier=1.0: the twin's mass factor must be positive and not 1"),
+    ({"collision": {"observe_seconds": 3.0}}, r"observe_seconds=3.0 must be positive and at most seconds=2.0"),
+    ({"ramp": {"train": {"angle": (20.0, 95.0)}}}, r"angle: train range \(20.0, 95.0\) not inside valid \[0, 80\]"),
+    ({"ramp": {"ood": {"angle": ((35.0, 44.0),)}}}, r"angle: ood range \(35.0, 44.0\) overlaps train"),
+    ({"ramp": {"train": {"angel": (20.0, 30.0)}}}, r"unknown parameter of scenario 'ramp' 'angel'; did you mean"),
+])
+def test_a_family_s_tunables_are_checked_like_every_config_value(tmp_path, tuned, message):
+    from physsim.train import config as config_lib
+
+    config = small_config(tmp_path, **{"data.families": {"collision": 1.0, "ramp": 1.0}})
+    with pytest.raises(config_lib.ConfigError, match=message):
+        data_lib.check(config_lib.replace(config, {"data.family_config": tuned}), n_devices=1)

@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from physsim import episode
+from physsim import _names, episode
 from physsim import render as render_lib
 from physsim import scenarios
 from physsim.render import Camera, Images
+from physsim.scenarios.base import FamilyConfig
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
 from physsim.sim.randomize import WorldParams
@@ -79,10 +80,11 @@ class Env:
     layout: SceneLayout
     split: str = "train"
     impl: str = "jax"
+    config: FamilyConfig | None = None  # the family's tunable values (None: as declared)
 
     @property
     def scenario(self) -> type[scenarios.Scenario]:
-        return scenarios.get(self.name)
+        return scenarios.get(self.name).configured(self.config)
 
     @property
     def param_specs(self) -> tuple[params_lib.Param, ...]:
@@ -114,7 +116,7 @@ class Env:
         """
         seconds = self.scenario.default_seconds if seconds is None else seconds
         n_frames = simulate.n_frames_for(self.layout, seconds)
-        world, frames = _rollout(self.name, state.params, n_frames, layout=self.layout, impl=self.impl)
+        world, frames = _rollout(self.scenario, state.params, n_frames, layout=self.layout, impl=self.impl)
         traj = Trajectory(params=state.params, world=world, frames=frames)
         if check:
             self._raise_if_invalid(traj)
@@ -171,13 +173,13 @@ class Env:
         `observe_seconds` (default: the family's), rounded down to a frame shown.
         """
         seconds = (traj.frames.time.shape[1] - 1) / self.layout.fps  # float32 frame times drift off the grid
-        spec = episode.BatchSpec(self.name, n_worlds=traj.frames.time.shape[0], seconds=seconds,
+        spec = episode.BatchSpec(self.name, family_config=self.config, n_worlds=traj.frames.time.shape[0], seconds=seconds,
                                  observe_seconds=observe_seconds, frame_stride=frame_stride, horizons=(),
                                  impl=self.impl).resolved()
         # One compiled program (twins, shadows and facts) rather than the facts' operations one by one: 30%
         # faster on a first call (measured: collision, 4 worlds, 9.3 s against 12.7 s on 2 cores), and cached.
         measure = _measure_facts if self.impl == "jax" else episode.measure_facts
-        measured = measure(self.name, traj.params, traj.world, traj.frames, view=episode.View.of(spec), impl=self.impl)
+        measured = measure(self.scenario, traj.params, traj.world, traj.frames, view=episode.View.of(spec), impl=self.impl)
         asked, _ = jax.tree.map(np.asarray, episode.askable(spec, measured))
         facts = jax.tree.map(np.asarray, measured.facts)
         rng = np.random.default_rng(None if key is None else np.asarray(jax.random.key_data(key)).tolist())
@@ -266,21 +268,33 @@ def make(
     impl: str = "jax",
     timestep: float | None = None,
     fps: float | None = None,
+    **tunables: Any,
 ) -> Env:
     """The environment of scene family `name` (see `list()`).
 
     `split='ood'` samples from the out-of-distribution ranges; `impl` picks the
     MJX implementation ('jax', or 'warp' when installed); `timestep` and `fps`
-    override the family's physics step and frame rate.
+    override the family's physics step and frame rate; other keywords set the
+    family's tunable values (`scenarios.get(name).default_config()`: `seconds`,
+    `observe_seconds`, `train` / `ood` ranges, intervention factors such as
+    collision's `heavier=2.0`).
     """
     scenario = scenarios.get(name)
+    config = None
+    if tunables:
+        fields = [f.name for f in dataclasses.fields(scenario.default_config())]
+        for key in tunables:
+            if key not in fields:
+                raise _names.unknown(f"tunable of family {name!r}", key, fields)
+        config = dataclasses.replace(scenario.default_config(), **tunables)
+        scenario = scenario.configured(config)
     params_lib.check_split(split)
     layout = scenario.layout()
     changes = {k: v for k, v in (("timestep", timestep), ("fps", fps)) if v is not None}
     if changes:
         layout = layout.replace(**changes)
     put_model(layout, impl)  # fails early on an unknown impl or unsupported geoms
-    return Env(name=name, layout=layout, split=split, impl=impl)
+    return Env(name=name, layout=layout, split=split, impl=impl, config=config)
 
 
 __all__ = ["Env", "EnvState", "InvalidWorldError", "Trajectory", "list", "make", "save_frames", "save_video"]

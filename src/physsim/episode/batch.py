@@ -13,7 +13,6 @@ import jax.numpy as jnp
 from flax import struct
 
 from physsim import render as render_lib
-from physsim import scenarios
 from physsim.episode.core import TARGET_STABLE, Measured, simulate_and_measure, slot_properties
 from physsim.episode.pick import pick_questions
 from physsim.episode.spec import BatchSpec, default_tokenizer
@@ -63,7 +62,7 @@ def render_images(spec: BatchSpec, measured: Measured, drawn: jax.Array,
                   jitter: jax.Array | None = None) -> render_lib.Images:
     """Colour, depth and segmentation (len(drawn), F, H, W, ...) of the observation windows of the worlds
     `drawn` of a measured batch."""
-    scenario = scenarios.get(spec.family)
+    scenario = spec.scenario()
     shown = spec.video_frames()
     return render_lib.render(
         measured.frames.geom_xpos[drawn][:, shown], measured.frames.geom_xmat[drawn][:, shown],

@@ -30,6 +30,7 @@ KNIFE_EDGE = 1e-4  # m: the shadow world's objects start this far from the factu
 # an impact, positions differ by centimetres (measured: 0.1 mm at the start became 2.7 cm 1 s after a
 # collision): a soft contact's outcome depends on the physics step its first touch falls in.
 TARGET_STABLE = 0.05
+Family = str | type[scenarios.Scenario]  # a registered family's name, or a (configured) family
 
 
 @struct.dataclass
@@ -46,8 +47,8 @@ class Measured:
     sound: jax.Array  # (B,) bool: factual, twin and shadow simulations all valid
 
 
-def twin_worlds(family: str, params, world) -> list:
-    scenario = scenarios.get(family)
+def twin_worlds(family: Family, params, world) -> list:
+    scenario = scenarios.resolve(family)
     layout = scenario.layout()
     return [jax.vmap(lambda w, p, name=name: scenario.intervene(name, w, p, layout))(world, params)
             for name in scenario.twins]
@@ -68,8 +69,8 @@ def _chunks(frames: Frames, b: int, n: int) -> list[Frames]:
     return [jax.tree.map(lambda x, k=k: x[k * b : (k + 1) * b], frames) for k in range(n)]
 
 
-def _facts(family: str, params, world, factual: Frames, twins: dict[str, Frames], view: View) -> dict[str, Fact]:
-    scenario = scenarios.get(family)
+def _facts(family: Family, params, world, factual: Frames, twins: dict[str, Frames], view: View) -> dict[str, Fact]:
+    scenario = scenarios.resolve(family)
     layout = scenario.layout()
 
     def measure_one(p, w, f, tw):
@@ -80,11 +81,11 @@ def _facts(family: str, params, world, factual: Frames, twins: dict[str, Frames]
     return jax.vmap(measure_one)(params, world, factual, twins)
 
 
-def _simulate(family: str, params, world, *, n_frames: int, view: View, impl: str,
+def _simulate(family: Family, params, world, *, n_frames: int, view: View, impl: str,
               factual: Frames | None = None) -> Measured:
     """One rollout of [factual; twins; shadow; shadow's twins] (the factual part skipped when given), then
     every fact of the factual and of the shadow worlds."""
-    scenario = scenarios.get(family)
+    scenario = scenarios.resolve(family)
     layout = scenario.layout()
     shadow = shadow_world(world)
     worlds = ([] if factual is not None else [world]) + twin_worlds(family, params, world) + [shadow] + \
@@ -105,7 +106,7 @@ def _simulate(family: str, params, world, *, n_frames: int, view: View, impl: st
                     shadow_pos=shadow_frames.pos, sound=sound)
 
 
-def measure_facts(family: str, params, world, factual: Frames, *, view: View, impl: str = "jax") -> Measured:
+def measure_facts(family: Family, params, world, factual: Frames, *, view: View, impl: str = "jax") -> Measured:
     """For an already simulated factual batch: simulates its twins and shadows and measures every fact."""
     return _simulate(family, params, world, n_frames=factual.time.shape[1], view=view, impl=impl, factual=factual)
 
@@ -113,21 +114,21 @@ def measure_facts(family: str, params, world, factual: Frames, *, view: View, im
 def simulate_and_measure(key: jax.Array, spec: BatchSpec) -> Measured:
     """Samples `spec.n_worlds` worlds and simulates them with their twins and shadows in one rollout, then
     measures facts."""
-    return measure_params(scenarios.get(spec.family).sample(key, spec.n_worlds, spec.split), spec)
+    return measure_params(spec.scenario().sample(key, spec.n_worlds, spec.split), spec)
 
 
-def worlds_of(family: str, params: dict[str, jax.Array], layout: SceneLayout | None = None) -> WorldParams:
+def worlds_of(family: Family, params: dict[str, jax.Array], layout: SceneLayout | None = None) -> WorldParams:
     """Batched worlds (B,) of sampled parameters (each (B,) or (B, N)): the family's `world` mapping, the one
     path from parameters to physics (`env.rollout` and every batch take it)."""
-    scenario = scenarios.get(family)
+    scenario = scenarios.resolve(family)
     layout = scenario.layout() if layout is None else layout
     return jax.vmap(lambda p: scenario.world(p, layout))(params)
 
 
-def rollout(family: str, params: dict[str, jax.Array], n_frames: int, *, layout: SceneLayout | None = None,
+def rollout(family: Family, params: dict[str, jax.Array], n_frames: int, *, layout: SceneLayout | None = None,
             impl: str = "jax") -> tuple[WorldParams, Frames]:
     """The factual worlds of sampled parameters and their recorded frames (no twins, no shadows)."""
-    layout = scenarios.get(family).layout() if layout is None else layout
+    layout = scenarios.resolve(family).layout() if layout is None else layout
     world = worlds_of(family, params, layout)
     return world, simulate.rollout(world, layout=layout, n_frames=n_frames, impl=impl)
 
@@ -135,8 +136,9 @@ def rollout(family: str, params: dict[str, jax.Array], n_frames: int, *, layout:
 def measure_params(params: dict[str, jax.Array], spec: BatchSpec) -> Measured:
     """Simulates the worlds of given parameters (each (B,) or (B, N)) with their twins and shadows in one
     rollout, then measures facts."""
-    layout = scenarios.get(spec.family).layout()
-    return _simulate(spec.family, params, worlds_of(spec.family, params, layout),
+    scenario = spec.scenario()
+    layout = scenario.layout()
+    return _simulate(scenario, params, worlds_of(scenario, params, layout),
                      n_frames=simulate.n_frames_for(layout, spec.seconds), view=View.of(spec), impl=spec.impl)
 
 

@@ -16,6 +16,7 @@ from physsim.questions import tokenizer as tok_lib
 from physsim.questions.templates import DISTANCE_UNITS, TASKS, Template, context
 from physsim.render import Camera
 from physsim.render.raycast import CHECKER_SIZE
+from physsim.scenarios.base import FamilyConfig
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
 
@@ -43,6 +44,8 @@ class BatchSpec:
     """Static description of a question batch (hashable: one compile per spec)."""
 
     family: str
+    # The family's tunable values (`Scenario.configured`); None: as the family declares them.
+    family_config: FamilyConfig | None = None
     split: str = "train"
     n_worlds: int = 64  # simulated factual worlds (each with its twins)
     n_questions: int = 64
@@ -66,9 +69,13 @@ class BatchSpec:
     # asks any askable world, its answer drawn uniformly among those its configuration has in the batch.
     balance: str = "shard"
 
+    def scenario(self) -> type[scenarios.Scenario]:
+        """The family, configured as `family_config` says."""
+        return scenarios.get(self.family).configured(self.family_config)
+
     def resolved(self) -> BatchSpec:
         """Defaults filled in and every value checked, with errors naming the problem."""
-        scenario = scenarios.get(self.family)
+        scenario = self.scenario()
         params_lib.check_split(self.split)
         if self.balance not in BALANCE_MODES:
             raise _names.unknown("balance mode", self.balance, BALANCE_MODES)
@@ -113,7 +120,7 @@ class BatchSpec:
                                    task_weights=weights)
 
     def templates(self) -> tuple[Template, ...]:
-        return tuple(t for t in scenarios.get(self.family).questions if t.task in self.tasks)
+        return tuple(t for t in self.scenario().questions if t.task in self.tasks)
 
     def template_weights(self) -> np.ndarray:
         """Probability of drawing each of `templates()` (resolved specs only)."""
@@ -125,13 +132,13 @@ class BatchSpec:
 
     def video_frames(self) -> np.ndarray:
         """Indices of the recorded frames the video shows (resolved specs: the last is at observe_seconds)."""
-        layout = scenarios.get(self.family).layout()
+        layout = self.scenario().layout()
         last = int(round(self.observe_seconds * layout.fps))
         return np.arange(0, last + 1, self.frame_stride)
 
     def frame_interval(self) -> float:
         """Seconds between two frames of the video."""
-        return self.frame_stride / scenarios.get(self.family).layout().fps
+        return self.frame_stride / self.scenario().layout().fps
 
     def context(self, template: Template) -> str:
         """What a viewer needs beside the question: the frames' times and, for distances, a scale."""
@@ -143,7 +150,7 @@ class BatchSpec:
         return f"{self.context(template)} {template.paraphrases[paraphrase % len(template.paraphrases)]}"
 
     def horizon_frames(self) -> np.ndarray:
-        layout = scenarios.get(self.family).layout()
+        layout = self.scenario().layout()
         return np.asarray([round((self.observe_seconds + h) * layout.fps) for h in self.horizons], np.int32)
 
 
@@ -159,5 +166,5 @@ class View:
 
     @classmethod
     def of(cls, spec: BatchSpec) -> View:
-        camera = scenarios.get(spec.family).camera(spec.width, spec.height)
+        camera = spec.scenario().camera(spec.width, spec.height)
         return cls(spec.observe_seconds, spec.frame_stride, camera, spec.camera_jitter)

@@ -128,6 +128,20 @@ class Template:
             parts.append(f"±{self.abs_tol:g} {self.unit}")
         return " or ".join(parts)
 
+    def filled(self, words: dict[str, str]) -> Template:
+        """This template with each `<name>` of its text replaced by `words[name]` (a family's tunable factors in
+        words, e.g. "<heavier>" -> "four times"); an unfilled `<name>` is an error naming it."""
+        def fill(text: str) -> str:
+            for key, value in words.items():
+                text = text.replace(f"<{key}>", value)
+            left = re.findall(r"<(\w+)>", text)
+            if left:
+                raise ValueError(f"template {self.name!r}: no value for <{left[0]}> in {text!r}")
+            return text
+
+        return dataclasses.replace(self, paraphrases=tuple(map(fill, self.paraphrases)),
+                                   explanation=tuple(map(fill, self.explanation)))
+
     def explain(self, value: float, time: float) -> str:
         if not self.explanation:
             return ""
@@ -144,6 +158,20 @@ def context(frame_interval: float, last_frame: float, scale: float | None = None
     if scale is not None:
         text += f" Floor squares are {format_number(scale)} m wide."
     return text
+
+
+# Factors in words, as questions write them ("if it were four times as heavy", "with half the gravity"); any
+# other factor is written with digits. The tokenizer knows these words whatever factors a config sets.
+FACTOR_WORDS = {0.25: "a quarter", 0.5: "half", 2.0: "twice", 3.0: "three times", 4.0: "four times",
+                5.0: "five times", 10.0: "ten times"}
+
+
+def times(factor: float) -> str:
+    """A factor in words: `FACTOR_WORDS`, else "1.5 times"."""
+    for value, text in FACTOR_WORDS.items():
+        if abs(factor - value) < 1e-9:
+            return text
+    return f"{factor:g} times"
 
 
 def format_number(value: float) -> str:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim.questions.templates import YES_NO, Template, context, words
+from physsim.questions.templates import FACTOR_WORDS, YES_NO, Template, context, words
 
 PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
 SPECIALS = (PAD, BOS, EOS, SEP)
@@ -114,6 +114,7 @@ class Tokenizer:
 def build(templates: Sequence[Template], extra_words: Iterable[str] = ()) -> Tokenizer:
     """The vocabulary covering `templates` (sorted, so the same templates give the same ids)."""
     found: set[str] = set(YES_NO) | set(NUMBER_SYMBOLS) | set(words(context(0.0, 0.0, 1.0)))
+    found.update(words(" ".join(FACTOR_WORDS.values()) + " times"))  # any factor a family config sets
     for t in templates:
         for text in (*t.paraphrases, *t.options, t.unit, *t.explanation):
             found.update(words(re.sub(r"\{\w+\}", " ", text)))

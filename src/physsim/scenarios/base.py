@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 from typing import ClassVar
 
 import jax
@@ -126,18 +127,74 @@ class ReferenceCase:
     gated: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class FamilyConfig:
+    """A family's tunable values: what an experiment config may change per family (`data.family_config`,
+    type-checked like every config value). Families with interventions add their factors in a subclass,
+    and name the words their questions write for them (`words`: "<heavier>" -> "four times")."""
+
+    seconds: float = 2.0  # the rollout (s)
+    observe_seconds: float = 0.6  # the video shows the first this many seconds; predictions are about the rest
+    # Sampling ranges that replace a parameter's declared ones: in distribution, and held out.
+    train: tuple[tuple[str, tuple[float, float]], ...] = ()
+    ood: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+
+    def __post_init__(self):
+        if not 0 < self.observe_seconds <= self.seconds:
+            raise ValueError(f"observe_seconds={self.observe_seconds} must be positive and at most "
+                             f"seconds={self.seconds}")
+
+    def words(self) -> dict[str, str]:
+        """What each `<name>` of the family's question text reads for these values."""
+        return {}
+
+
 class Scenario(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     params: ClassVar[tuple[Param, ...]]
+    # Its tunable values (`default_config`); a family sets its own, or just `default_seconds` and
+    # `observe_seconds`, which always follow the config (`__init_subclass__`).
+    config: ClassVar[FamilyConfig] = FamilyConfig()
     default_seconds: ClassVar[float] = 2.0
     # The video the model sees is the first `observe_seconds`; predictions are about what follows.
     observe_seconds: ClassVar[float] = 0.6
+    # As declared, with `<name>` slots for the config's words; `questions` holds them filled.
+    declared_questions: ClassVar[tuple[Template, ...]] = ()
     questions: ClassVar[tuple[Template, ...]] = ()
     # Interventions simulated beside every factual world (counterfactual twins).
     twins: ClassVar[tuple[str, ...]] = ()
     # Its worlds that validate compares between MJX and MuJoCo C (none: not compared).
     reference_cases: ClassVar[tuple[ReferenceCase, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "config" not in own and ("default_seconds" in own or "observe_seconds" in own):
+            cls.config = dataclasses.replace(cls.config, seconds=cls.default_seconds,
+                                             observe_seconds=cls.observe_seconds)
+        cls.default_seconds, cls.observe_seconds = cls.config.seconds, cls.config.observe_seconds
+        if "questions" in own:
+            cls.declared_questions = own["questions"]
+        cls.questions = tuple(t.filled(cls.config.words()) for t in cls.declared_questions)
+
+    @classmethod
+    def default_config(cls) -> FamilyConfig:
+        """The family's tunable values as declared (a configured family's differ: `configured`)."""
+        return registered(cls).config
+
+    @classmethod
+    def configured(cls, config: FamilyConfig | None) -> type[Scenario]:
+        """This family with its tunables set to `config` (None: as declared): a subclass, made once per config,
+        whose parameters sample the config's ranges, whose rollout and window are the config's and whose
+        interventions and question text use its factors. Errors name the parameter or value at fault."""
+        base = registered(cls)
+        if config is None or config == base.config:
+            return base
+        if type(config) is not type(base.config):
+            raise TypeError(f"family {base.name!r} takes a {type(base.config).__name__}, not a "
+                            f"{type(config).__name__}")
+        return _configured(base, config)
 
     @classmethod
     @abc.abstractmethod
@@ -188,6 +245,27 @@ class Scenario(abc.ABC):
             if p.name == name:
                 return p
         raise _names.unknown(f"parameter of scenario {cls.name!r}", name, [p.name for p in cls.params])
+
+
+def registered(cls: type[Scenario]) -> type[Scenario]:
+    """The declared family of a configured one (itself for a declared family)."""
+    return cls.__dict__.get("_declared", cls)
+
+
+@functools.cache
+def _configured(base: type[Scenario], config: FamilyConfig) -> type[Scenario]:
+    params = {p.name: p for p in base.params}
+    for name, train in config.train:
+        params[name] = dataclasses.replace(base.param(name), train=tuple(map(float, train)))
+    for name, ood in config.ood:
+        params[name] = dataclasses.replace(params[base.param(name).name], ood=tuple(tuple(map(float, r)) for r in ood))
+    return type(base.__name__, (base,), {"config": config, "params": tuple(params.values()), "_declared": base,
+                                         "__module__": base.__module__, "__doc__": base.__doc__})
+
+
+def resolve(family: str | type[Scenario]) -> type[Scenario]:
+    """A family given by name (the registered one) or as a (possibly configured) class."""
+    return family if isinstance(family, type) else get(family)
 
 
 def register(cls: type[Scenario]) -> type[Scenario]:

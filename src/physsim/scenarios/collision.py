@@ -10,17 +10,20 @@ what a "no" to "will they collide?" means.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim.questions.templates import Template
+from physsim.questions.templates import Template, times
 from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
     PALETTE,
     Fact,
+    FamilyConfig,
     Record,
     ReferenceCase,
     Run,
@@ -63,7 +66,6 @@ PARAMS = (
 
 BALLS = ("the red ball", "the blue ball")
 AFTER = 0.05  # s after the balls first touch at which "just after the collision" reads speeds (contact over)
-HEAVIER = 4.0  # the counterfactual twin's red ball has this many times its mass
 MASS_RATIO = 1.5  # "heavier" is asked only when the masses differ at least this much
 IMPACT = 0.03  # s: an impact is over this long after the balls first touch (a contact lasts ~16 ms)
 REVEAL = 1.3  # "heavier" is asked only when, in the frames shown, the lighter ball's velocity changes
@@ -87,8 +89,8 @@ QUESTIONS = (
         "Which ball is faster after the collision shown in the video?",
     ), options=BALLS, route="pixels"),
     Template("if_red_heavier", "counterfactual", "choice", "if_red_heavier", (
-        "If the red ball had been four times heavier, which ball would have moved faster just after the collision?",
-        "Suppose the red ball had four times its mass: which ball would be faster just after they collide?",
+        "If the red ball had been <heavier> as heavy, which ball would have moved faster just after the collision?",
+        "Suppose the red ball had <heavier> its mass: which ball would be faster just after they collide?",
     ), options=BALLS),
     Template("heavier", "property", "choice", "heavier", (
         "Which ball is heavier?",
@@ -101,13 +103,27 @@ QUESTIONS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class CollisionConfig(FamilyConfig):
+    seconds: float = 2.0
+    observe_seconds: float = 0.6
+    heavier: float = 4.0  # the counterfactual twin's red ball has this many times its mass
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.heavier > 0 and self.heavier != 1):
+            raise ValueError(f"heavier={self.heavier}: the twin's mass factor must be positive and not 1")
+
+    def words(self) -> dict[str, str]:
+        return {"heavier": times(self.heavier)}
+
+
 @register
 class Collision(Scenario):
     name = "collision"
     description = "two balls rolling towards each other on a floor"
     params = PARAMS
-    default_seconds = 2.0
-    observe_seconds = 0.6
+    config = CollisionConfig()
     questions = QUESTIONS
     twins = ("heavy_red",)
     reference_cases = (ReferenceCase("sphere worlds"),)  # sphere-sphere impacts
@@ -146,7 +162,7 @@ class Collision(Scenario):
     @classmethod
     def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
         if twin == "heavy_red":
-            return world.replace(mass=world.mass.at[0].multiply(HEAVIER))
+            return world.replace(mass=world.mass.at[0].multiply(cls.config.heavier))
         return super().intervene(twin, world, p, layout)
 
     @classmethod
@@ -205,7 +221,7 @@ class Collision(Scenario):
         before = np.maximum(np.searchsorted(f.time[0], hit.value - IMPACT) - 1, 0)
         closing = f.linvel[b, before, 0, 0] - f.linvel[b, before, 1, 0]
         m_r, m_b = m.world.mass[:, 0], m.world.mass[:, 1]
-        gain = (1 + RESTITUTION_RANGE[0]) * m_b * closing * (1 / (m_r + m_b) - 1 / (HEAVIER * m_r + m_b))
+        gain = (1 + RESTITUTION_RANGE[0]) * m_b * closing * (1 / (m_r + m_b) - 1 / (cls.config.heavier * m_r + m_b))
         keeps = twin.linvel[b, k, 0, 0] >= f.linvel[b, k, 0, 0] - 1e-3
         return [
             ("twin 'heavy_red': the heavier red ball keeps more velocity through the impact (momentum)", keeps,

@@ -6,17 +6,20 @@ from x = 0 towards +x, so "which goes farther / higher" is seen in one video.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim.questions.templates import Template
+from physsim.questions.templates import Template, times
 from physsim.render.camera import Camera
 from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
     PALETTE,
     Fact,
+    FamilyConfig,
     Record,
     Run,
     Scenario,
@@ -71,8 +74,8 @@ QUESTIONS = (
         "The red ball is launched at the first frame: after how many seconds will it land?",
     ), unit="s", rel_tol=0.05, abs_tol=0.015),
     Template("landing_if_low_gravity", "counterfactual", "number", "landing_if_low_gravity", (
-        "If gravity were half as strong, how far from its launch point would the red ball first touch the floor?",
-        "With half the gravity, at what distance from where it was launched would the red ball land?",
+        "If gravity were <gravity> as strong, how far from its launch point would the red ball first touch the floor?",
+        "With <gravity> the gravity, at what distance from where it was launched would the red ball land?",
     ), unit="m", rel_tol=0.05, abs_tol=0.03),
     Template("farther", "state", "choice", "farther", (
         "Which ball will first touch the floor farther from its launch point?",
@@ -117,15 +120,29 @@ def _direction(f, i, k):
     return jnp.rad2deg(jnp.arctan2(d[2], jnp.linalg.norm(d[:2])))
 
 
+@dataclasses.dataclass(frozen=True)
+class ProjectileConfig(FamilyConfig):
+    seconds: float = 2.0
+    observe_seconds: float = 0.2
+    gravity_factor: float = 0.5  # the counterfactual twin's gravity, as a share of the world's
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.gravity_factor > 0 and self.gravity_factor != 1):
+            raise ValueError(f"gravity_factor={self.gravity_factor}: must be positive and not 1")
+
+    def words(self) -> dict[str, str]:
+        return {"gravity": times(self.gravity_factor)}
+
+
 @register
 class Projectile(Scenario):
     name = "projectile"
     description = "two balls launched side by side at random speeds and elevations"
     params = PARAMS
-    default_seconds = 2.0
-    observe_seconds = 0.2
+    config = ProjectileConfig()
     questions = QUESTIONS
-    twins = ("half_gravity",)
+    twins = ("low_gravity",)
 
     @classmethod
     def layout(cls) -> SceneLayout:
@@ -159,8 +176,8 @@ class Projectile(Scenario):
 
     @classmethod
     def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
-        if twin == "half_gravity":
-            return world.replace(gravity=0.5 * world.gravity)
+        if twin == "low_gravity":
+            return world.replace(gravity=cls.config.gravity_factor * world.gravity)
         return super().intervene(twin, world, p, layout)
 
     @classmethod
@@ -168,7 +185,7 @@ class Projectile(Scenario):
         t_obs, f = run.observe_seconds, run.frames
         red_land, red_lands, red_dist, red_apex, red_apex_t, red_apex_in = _flight(f, layout, 0)
         blue_land, blue_lands, blue_dist, blue_apex, blue_apex_t, blue_apex_in = _flight(f, layout, 1)
-        _, low_lands, low_dist, *_ = _flight(run.twins["half_gravity"], layout, 0)
+        _, low_lands, low_dist, *_ = _flight(run.twins["low_gravity"], layout, 0)
         both = red_lands & blue_lands
         red_apex_ok = red_apex_in & (red_apex_t > t_obs)
         blue_apex_ok = blue_apex_in & (blue_apex_t > t_obs)
@@ -207,8 +224,9 @@ class Projectile(Scenario):
         apex = facts["apex_height"]
         low = facts["landing_if_low_gravity"]
         return [
-            ("twin 'half_gravity': the landing distance doubles (same launch, half g, no drag)",
-             np.abs(low.value / np.maximum(landing.value, 1e-6) - 2.0) <= 0.1, low.valid, 0.95),
+            (f"twin 'low_gravity': the landing distance scales by 1 / {cls.config.gravity_factor:g} (same launch, "
+             "gravity scaled, no drag)", np.abs(low.value / np.maximum(landing.value, 1e-6) - 1 / cls.config.gravity_factor)
+             <= 0.05 / cls.config.gravity_factor, low.valid, 0.95),
             ("landing point = |v_h| (v_z + sqrt(v_z^2 + 2 g dz)) / g of the launch (no drag)",
              np.abs(landing.value - distance) <= 0.02 * distance + 0.01, landing.valid, 0.97),
             ("flight time = (v_z + sqrt(v_z^2 + 2 g dz)) / g", np.abs(facts["flight_time"].value - t_land) <= 0.01,
@@ -232,7 +250,7 @@ class Projectile(Scenario):
 
         red_dist, red_t, red_rise = flight(record.sim, 0)
         blue_dist, _, blue_rise = flight(record.sim, 1)
-        low_dist, _, _ = flight(record.twins["half_gravity"], 0)
+        low_dist, _, _ = flight(record.twins["low_gravity"], 0)
         # Pixels: direction of each ball's path between the first two frames shown.
         angles = []
         for i in (0, 1):

@@ -9,17 +9,20 @@ seen at the rendered resolution.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from physsim.questions.templates import Template
+from physsim.questions.templates import Template, times
 from physsim.scenarios import derive, measure
 from physsim.scenarios.base import (
     FLOOR,
     GRAVITY,
     PALETTE,
     Fact,
+    FamilyConfig,
     Record,
     ReferenceCase,
     Run,
@@ -61,7 +64,6 @@ PARAMS = (
     Param("shape", "", "0 = sphere, 1 = cube", train=(0.0, 1.0), valid=Interval(0.0, 1.0), choices=(0, 1)),
 )
 
-SLIPPERIER = 0.5  # the counterfactual twin's friction factor
 SLID = 0.05  # m: a block that slides covers at least this much (~1.5 pixels) by the last frame shown
 TURNED = 10.0  # deg: a block that turns more than this tips over rather than slides
 LATER = 2.0  # s after the last frame shown at which "how far past the foot" is read
@@ -73,8 +75,8 @@ QUESTIONS = (
         "In the video, does the block start sliding down the slope?",
     ), route="pixels"),
     Template("if_slippery", "counterfactual", "yesno", "if_slippery", (
-        "If the friction were half as strong, would the block slide down the slope?",
-        "Suppose the surfaces were twice as slippery: would the block slide down the slope?",
+        "If the friction were <friction> as strong, would the block slide down the slope?",
+        "Suppose the surfaces were <slippery> as slippery: would the block slide down the slope?",
     )),
     Template("speed_at_bottom", "state", "number", "speed_at_bottom", (
         "How fast will the object be moving when it reaches the bottom of the slope?",
@@ -87,13 +89,27 @@ QUESTIONS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class RampConfig(FamilyConfig):
+    seconds: float = 3.0
+    observe_seconds: float = 0.4
+    slipperier: float = 0.5  # the counterfactual twin's friction factor
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.slipperier < 1:
+            raise ValueError(f"slipperier={self.slipperier}: the twin's friction factor must be in (0, 1)")
+
+    def words(self) -> dict[str, str]:
+        return {"friction": times(self.slipperier), "slippery": times(1 / self.slipperier)}
+
+
 @register
 class Ramp(Scenario):
     name = "ramp"
     description = "a sphere or cube on a slope of random angle and friction"
     params = PARAMS
-    default_seconds = 3.0
-    observe_seconds = 0.4
+    config = RampConfig()
     questions = QUESTIONS
     twins = ("slippery",)
     # Spheres roll, slide and bounce alike in both; a cube landing off the ramp tumbles differently by
@@ -153,7 +169,7 @@ class Ramp(Scenario):
     @classmethod
     def intervene(cls, twin: str, world: WorldParams, p: dict[str, jax.Array], layout: SceneLayout) -> WorldParams:
         if twin == "slippery":
-            return world.replace(friction=jnp.maximum(world.friction * SLIPPERIER, MIN_FRICTION))
+            return world.replace(friction=jnp.maximum(world.friction * cls.config.slipperier, MIN_FRICTION))
         return super().intervene(twin, world, p, layout)
 
     @classmethod
@@ -199,7 +215,7 @@ class Ramp(Scenario):
         tan = np.tan(np.deg2rad(p["angle"]))
         slides, twin = facts["slides"], facts["if_slippery"]
         # Coulomb, away from the uncertain band: a block slides iff its friction is below the slope's tangent.
-        twin_friction = np.maximum(p["friction"] * SLIPPERIER, MIN_FRICTION)
+        twin_friction = np.maximum(p["friction"] * cls.config.slipperier, MIN_FRICTION)
         # Energy: the speed at the bottom cannot exceed free fall through the height lost by then.
         a = p["shape"].astype(int)
         b = np.arange(a.shape[0])

@@ -48,6 +48,10 @@ class DataConfig:
     camera_jitter: float = 0.0  # m, per world
     frame_stride: int = 2  # every k-th simulated frame (25 fps) is shown: 12.5 fps
     horizons: tuple[float, ...] = (0.25, 0.5, 1.0)  # s after the clip, for the state head
+    # Per family, tunable values that replace its declared ones (`Scenario.default_config()`: the rollout,
+    # the window shown, sampling ranges, intervention factors), e.g. {'collision': {'heavier': 2.0}} or
+    # {'ramp': {'train': {'angle': (20.0, 30.0)}}}; each value is checked against the family's field type.
+    family_config: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def family_weights(self) -> dict[str, float]:
         return dict(self.families)
@@ -127,8 +131,19 @@ def _unknown(key: str, valid: list[str]) -> ConfigError:
     return _names.unknown("config key", key, valid, ConfigError, list_known=False)
 
 
+def _frozen(value: Any) -> Any:
+    """Dicts as tuples of (key, value) pairs and lists as tuples, all the way down (configs stay hashable)."""
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """`value` as the field's type, or a ConfigError saying what was expected."""
+    if annotation is Any:
+        return _frozen(value)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -248,6 +263,31 @@ def load(path: str | Path) -> Config:
         return validated(config)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def family_configs(data: DataConfig) -> dict[str, Any]:
+    """Per family named in `data.family_config`, its `FamilyConfig` with the given values (each coerced to the
+    field's type); a ConfigError names an unknown family or key, a wrong type or an impossible value."""
+    out = {}
+    for family, values in data.family_config:
+        if family not in data.family_weights():
+            raise _names.unknown("family of data.families in data.family_config", family, list(data.family_weights()),
+                                 ConfigError)
+        scenario = scenarios.get(family)
+        default = scenario.default_config()
+        hints = typing.get_type_hints(type(default))
+        fields = [f.name for f in dataclasses.fields(default)]
+        changes = {}
+        for key, value in values:
+            if key not in fields:
+                raise _names.unknown(f"tunable of family {family!r}", key, fields, ConfigError)
+            changes[key] = _coerce(f"data.family_config.{family}.{key}", value, hints[key])
+        try:
+            out[family] = dataclasses.replace(default, **changes)
+            scenario.configured(out[family])  # ranges checked against the parameters' valid ranges
+        except ValueError as e:
+            raise ConfigError(f"data.family_config.{family}: {e}") from e
+    return out
 
 
 def validated(config: Config) -> Config:

@@ -28,6 +28,7 @@ from physsim.model.config import ModelConfig
 from physsim.questions import templates
 from physsim.questions.templates import TASKS
 from physsim.sim import params as params_lib
+from physsim.train import config as config_lib
 from physsim.train.config import Config, ConfigError, DataConfig
 
 BATCH_AXES = ("data", "fsdp")  # the batch is split over every device of the mesh
@@ -90,6 +91,7 @@ def family_specs(config: Config, split: str = "train") -> tuple[episode.BatchSpe
     weights = data.family_weights()
     total = sum(weights.values())
     task_weight = dict(data.task_weights)
+    tuned = config_lib.family_configs(data)
     specs = []
     for name in family_names(data):
         worlds = max(1, round(data.worlds_per_shard * weights[name] / total))
@@ -98,7 +100,8 @@ def family_specs(config: Config, split: str = "train") -> tuple[episode.BatchSpe
         if not tasks:
             raise ConfigError(f"data.task_weights give family {name!r} no task type it asks ({sorted(offered)})")
         spec = episode.BatchSpec(
-            name, split=split, n_worlds=worlds, n_questions=worlds * data.questions_per_world,
+            name, family_config=tuned.get(name), split=split, n_worlds=worlds,
+            n_questions=worlds * data.questions_per_world,
             frame_stride=data.frame_stride, width=cfg.width, height=cfg.height, horizons=data.horizons,
             tasks=tasks, task_weights=tuple(task_weight[t] for t in tasks), camera_jitter=data.camera_jitter,
             balance="replay" if data.replay and split == "train" else "shard",

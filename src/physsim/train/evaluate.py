@@ -39,6 +39,7 @@ from physsim.model import loss as loss_lib
 from physsim.questions import answers
 from physsim.questions.templates import TASKS
 from physsim.sim.params import SPLITS
+from physsim.train import config as config_lib
 from physsim.train import data as data_lib
 from physsim.train.config import Config
 
@@ -63,8 +64,9 @@ def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]
     is tested, whatever weight training gives it."""
     data, cfg = config.data, config.model
     worlds = max(1, config.eval.questions // config.eval.questions_per_world)
+    tuned = config_lib.family_configs(data)
     return [(index, suite_key(config.train.seed, family, split),
-             episode.BatchSpec(family, split=split, n_worlds=worlds, n_questions=config.eval.questions,
+             episode.BatchSpec(family, family_config=tuned.get(family), split=split, n_worlds=worlds, n_questions=config.eval.questions,
                                frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
                                horizons=data.horizons, camera_jitter=data.camera_jitter).resolved())
             for index, family in enumerate(data_lib.family_names(data)) for split in config.eval.splits]
