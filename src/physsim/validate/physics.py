@@ -72,7 +72,7 @@ def _run(layout: SceneLayout, world: WorldParams, seconds: float) -> simulate.Fr
     return jax.tree.map(np.asarray, frames)
 
 
-# --- a ball in empty space: free fall and projectile ------------------------------------
+# --- a ball in empty space: free fall and ballistic flight ----------------------------
 
 SPACE = SceneLayout(
     objects=(ObjectSlot("ball", "sphere", (0.05, 0.05, 0.05)),), statics=(), timestep=TIMESTEP, fps=FPS
@@ -85,7 +85,7 @@ def _ball_in_space(p, layout):
     return w.replace(pos=jnp.stack([0.0, 0.0, p["z0"]])[None], linvel=jnp.stack([p["vx"], 0.0, p["vz"]])[None])
 
 
-def free_fall_and_projectile() -> list[Row]:
+def free_fall_and_ballistic_flight() -> list[Row]:
     speed, elevation = 5.0, math.radians(40.0)
     vx, vz = speed * math.cos(elevation), speed * math.sin(elevation)
     world = _vmap_worlds(_ball_in_space, SPACE, g=[G, G], z0=[10.0, 10.0], vx=[0.0, vx], vz=[0.0, vz])
@@ -294,7 +294,7 @@ def mjx_vs_mujoco_c(batch_size: int = 4, seconds: float = 2.0, float32: bool = T
     return rows
 
 
-EXPERIMENTS = (free_fall_and_projectile, incline, collisions, pendulum, mjx_vs_mujoco_c)
+EXPERIMENTS = (free_fall_and_ballistic_flight, incline, collisions, pendulum, mjx_vs_mujoco_c)
 
 
 def run_all(float32_row: bool = True) -> list[Row]:
