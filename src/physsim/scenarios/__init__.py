@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from physsim.scenarios.base import Scenario, get, names, register, unregister
+from physsim.scenarios.base import FamilyConfig, Scenario, get, names, register, resolve, unregister
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["Scenario", "get", "names", "register", "unregister"]
+__all__ = ["FamilyConfig", "Scenario", "get", "names", "register", "resolve", "unregister"]
