@@ -193,15 +193,14 @@ def test_a_config_sets_a_family_s_tunables_for_training_and_its_held_out_suites(
 
 
 @pytest.mark.parametrize("tuned, message", [
-    ({"colision": {"heavier": 2.0}}, r"unknown family of data.families in data.family_config 'colision'; did you "
-                                     r"mean 'collision'"),
-    ({"collision": {"heavyer": 2.0}}, r"unknown tunable of family 'collision' 'heavyer'; did you mean 'heavier'"),
+    ({"colision": {"heavier": 2.0}}, r"unknown family 'colision' in data.family_config .*; did you mean 'collision'"),
+    ({"collision": {"heavyer": 2.0}}, r"unknown tunable 'heavyer' of family 'collision'; did you mean 'heavier'"),
     ({"collision": {"heavier": "lots"}}, r"data.family_config.collision.heavier='lots': expected a number"),
     ({"collision": {"heavier": 1.0}}, r"heavier=1.0: the twin's mass factor must be positive and not 1"),
     ({"collision": {"observe_seconds": 3.0}}, r"observe_seconds=3.0 must be positive and at most seconds=2.0"),
     ({"ramp": {"train": {"angle": (20.0, 95.0)}}}, r"angle: train range \(20.0, 95.0\) not inside valid \[0, 80\]"),
     ({"ramp": {"ood": {"angle": ((35.0, 44.0),)}}}, r"angle: ood range \(35.0, 44.0\) overlaps train"),
-    ({"ramp": {"train": {"angel": (20.0, 30.0)}}}, r"unknown parameter of scenario 'ramp' 'angel'; did you mean"),
+    ({"ramp": {"train": {"angel": (20.0, 30.0)}}}, r"unknown parameter 'angel' of family 'ramp'; did you mean 'angle'"),
 ])
 def test_a_family_s_tunables_are_checked_like_every_config_value(tmp_path, tuned, message):
     from physsim.train import config as config_lib

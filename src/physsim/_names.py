@@ -18,12 +18,13 @@ def suggestion(name: str, known: Iterable[str]) -> str | None:
 
 
 def unknown(kind: str, name: str, known: Iterable[str], error: type[Exception] = ValueError,
-            list_known: bool = True) -> Exception:
-    """`error("unknown <kind> '<name>'; did you mean '<closest>'? Known: a, b, c")`: the hint only when a known
-    name is close, the list unless `list_known` is False (for long lists such as every config key). Returned,
-    not raised, so that the caller's `raise` shows where the lookup failed."""
+            list_known: bool = True, where: str = "") -> Exception:
+    """`error("unknown <kind> '<name>'<where>; did you mean '<closest>'? Known: a, b, c")`: the hint only when a
+    known name is close, the list unless `list_known` is False (for long lists such as every config key);
+    `where` says whose name it is (" of template 't'"). Returned, not raised, so that the caller's `raise`
+    shows where the lookup failed."""
     known = [str(k) for k in known]
     close = suggestion(name, known)
     hint = f"; did you mean {close!r}?" if close else ""
     listed = f" Known: {', '.join(known)}" if list_known or not close else ""
-    return error(f"unknown {kind} {name!r}{hint}{listed}")
+    return error(f"unknown {kind} {name!r}{where}{hint}{listed}")

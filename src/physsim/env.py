@@ -285,7 +285,7 @@ def make(
         fields = [f.name for f in dataclasses.fields(scenario.default_config())]
         for key in tunables:
             if key not in fields:
-                raise _names.unknown(f"tunable of family {name!r}", key, fields)
+                raise _names.unknown("tunable", key, fields, where=f" of family {name!r}")
         config = dataclasses.replace(scenario.default_config(), **tunables)
         scenario = scenario.configured(config)
     params_lib.check_split(split)

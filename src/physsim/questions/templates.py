@@ -74,11 +74,11 @@ class Template:
 
     def __post_init__(self):
         if self.route not in ROUTES:
-            raise _names.unknown(f"route of template {self.name!r}:", self.route, ROUTES)
+            raise _names.unknown("route", self.route, ROUTES, where=f" of template {self.name!r}")
         if self.task not in TASKS:
-            raise _names.unknown(f"task of template {self.name!r}:", self.task, TASKS)
+            raise _names.unknown("task type", self.task, TASKS, where=f" of template {self.name!r}")
         if self.kind not in KINDS:
-            raise _names.unknown(f"kind of template {self.name!r}:", self.kind, KINDS)
+            raise _names.unknown("answer kind", self.kind, KINDS, where=f" of template {self.name!r}")
         if not self.paraphrases:
             raise ValueError(f"template {self.name!r} needs at least one paraphrase")
         if (self.kind == "choice") != bool(self.options):

@@ -244,7 +244,7 @@ class Scenario(abc.ABC):
         for p in cls.params:
             if p.name == name:
                 return p
-        raise _names.unknown(f"parameter of scenario {cls.name!r}", name, [p.name for p in cls.params])
+        raise _names.unknown("parameter", name, [p.name for p in cls.params], where=f" of family {cls.name!r}")
 
 
 def registered(cls: type[Scenario]) -> type[Scenario]:

@@ -159,7 +159,7 @@ def apply_overrides(
     out = dict(sampled)
     for name, value in overrides.items():
         if name not in by_name:
-            raise _names.unknown(f"parameter of scenario {scenario!r}", name, list(by_name))
+            raise _names.unknown("parameter", name, list(by_name), where=f" of family {scenario!r}")
         p = by_name[name]
         target = sampled[name].shape
         try:

@@ -271,8 +271,8 @@ def family_configs(data: DataConfig) -> dict[str, Any]:
     out = {}
     for family, values in data.family_config:
         if family not in data.family_weights():
-            raise _names.unknown("family of data.families in data.family_config", family, list(data.family_weights()),
-                                 ConfigError)
+            raise _names.unknown("family", family, list(data.family_weights()), ConfigError,
+                                 where=" in data.family_config (it names families of data.families)")
         scenario = scenarios.get(family)
         default = scenario.default_config()
         hints = typing.get_type_hints(type(default))
@@ -280,7 +280,7 @@ def family_configs(data: DataConfig) -> dict[str, Any]:
         changes = {}
         for key, value in values:
             if key not in fields:
-                raise _names.unknown(f"tunable of family {family!r}", key, fields, ConfigError)
+                raise _names.unknown("tunable", key, fields, ConfigError, where=f" of family {family!r}")
             changes[key] = _coerce(f"data.family_config.{family}.{key}", value, hints[key])
         try:
             out[family] = dataclasses.replace(default, **changes)
