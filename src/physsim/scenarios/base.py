@@ -148,6 +148,12 @@ class FamilyConfig:
         """What each `<name>` of the family's question text reads for these values."""
         return {}
 
+    def check_factor(self, name: str, low: float = 0.0, high: float = float("inf")) -> None:
+        """An intervention factor must change the world: within (low, high) and not 1."""
+        value = getattr(self, name)
+        if not (low < value < high and value != 1):
+            raise ValueError(f"{name}={value}: an intervention factor must lie in ({low:g}, {high:g}) and not be 1")
+
 
 class Scenario(abc.ABC):
     name: ClassVar[str]

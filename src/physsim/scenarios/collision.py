@@ -111,8 +111,7 @@ class CollisionConfig(FamilyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not (self.heavier > 0 and self.heavier != 1):
-            raise ValueError(f"heavier={self.heavier}: the twin's mass factor must be positive and not 1")
+        self.check_factor("heavier")
 
     def words(self) -> dict[str, str]:
         return {"heavier": times(self.heavier)}

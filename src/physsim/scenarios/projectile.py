@@ -128,8 +128,7 @@ class ProjectileConfig(FamilyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not (self.gravity_factor > 0 and self.gravity_factor != 1):
-            raise ValueError(f"gravity_factor={self.gravity_factor}: must be positive and not 1")
+        self.check_factor("gravity_factor")
 
     def words(self) -> dict[str, str]:
         return {"gravity": times(self.gravity_factor)}

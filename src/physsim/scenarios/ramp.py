@@ -97,8 +97,7 @@ class RampConfig(FamilyConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 < self.slipperier < 1:
-            raise ValueError(f"slipperier={self.slipperier}: the twin's friction factor must be in (0, 1)")
+        self.check_factor("slipperier", high=1.0)
 
     def words(self) -> dict[str, str]:
         return {"friction": times(self.slipperier), "slippery": times(1 / self.slipperier)}
