@@ -192,7 +192,7 @@ def test_a_config_sets_a_family_s_tunables_for_training_and_its_held_out_suites(
     assert notebook["if_red_heavier"].paraphrases[1].startswith("Suppose the red ball had three times its mass")
 
 
-@pytest.mark.parametrize("tuned, message", [
+TUNABLE_ERRORS = [
     ({"colision": {"heavier": 2.0}}, r"unknown family 'colision' in data.family_config .*; did you mean 'collision'"),
     ({"collision": {"heavyer": 2.0}}, r"unknown tunable 'heavyer' of family 'collision'; did you mean 'heavier'"),
     ({"collision": {"heavier": "lots"}}, r"data.family_config.collision.heavier='lots': expected a number"),
@@ -202,10 +202,21 @@ def test_a_config_sets_a_family_s_tunables_for_training_and_its_held_out_suites(
     ({"ramp": {"train": {"angle": (20.0, 95.0)}}}, r"angle: train range \(20.0, 95.0\) not inside valid \[0, 80\]"),
     ({"ramp": {"ood": {"angle": ((35.0, 44.0),)}}}, r"angle: ood range \(35.0, 44.0\) overlaps train"),
     ({"ramp": {"train": {"angel": (20.0, 30.0)}}}, r"unknown parameter 'angel' of family 'ramp'; did you mean 'angle'"),
-])
+]
+
+
+@pytest.mark.parametrize("tuned, message", TUNABLE_ERRORS)
 def test_a_family_s_tunables_are_checked_like_every_config_value(tmp_path, tuned, message):
     from physsim.train import config as config_lib
 
     config = small_config(tmp_path, **{"data.families": {"collision": 1.0, "ramp": 1.0}})
     with pytest.raises(config_lib.ConfigError, match=message):
         data_lib.check(config_lib.replace(config, {"data.family_config": tuned}), n_devices=1)
+
+
+@pytest.mark.parametrize("tuned, message", [(t, m) for t, m in TUNABLE_ERRORS if "data.family_config" not in m])
+def test_the_notebook_refuses_the_tunables_a_config_refuses_with_the_same_words(tuned, message):
+    """`env.make(name, **tunables)` and `data.family_config` go through one check (`Scenario.tuned`)."""
+    ((family, values),) = tuned.items()
+    with pytest.raises(ValueError, match=message):
+        physsim.env.make(family, **values)

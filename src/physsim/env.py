@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from physsim import _names, episode
+from physsim import episode
 from physsim import render as render_lib
 from physsim import scenarios
 from physsim.render import Camera, Images
@@ -282,11 +282,7 @@ def make(
     scenario = scenarios.get(name)
     config = None
     if tunables:
-        fields = [f.name for f in dataclasses.fields(scenario.default_config())]
-        for key in tunables:
-            if key not in fields:
-                raise _names.unknown("tunable", key, fields, where=f" of family {name!r}")
-        config = dataclasses.replace(scenario.default_config(), **tunables)
+        config = scenario.tuned(tunables)
         scenario = scenario.configured(config)
     params_lib.check_split(split)
     layout = scenario.layout()

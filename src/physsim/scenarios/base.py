@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import functools
+import typing
 from typing import ClassVar
 
 import jax
@@ -155,6 +156,15 @@ class FamilyConfig:
             raise ValueError(f"{name}={value}: an intervention factor must lie in ({low:g}, {high:g}) and not be 1")
 
 
+def _frozen(value):
+    """A tunable as the (hashable) config holds it: {"angle": (20, 30)} -> (("angle", (20, 30)),)."""
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
 class Scenario(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
@@ -188,6 +198,29 @@ class Scenario(abc.ABC):
     def default_config(cls) -> FamilyConfig:
         """The family's tunable values as declared (a configured family's differ: `configured`)."""
         return registered(cls).config
+
+    @classmethod
+    def tuned(cls, values, *, coerce=None, error: type[Exception] = ValueError, label: str = "") -> FamilyConfig:
+        """The family's declared tunables with `values` ((name, value) pairs or a dict) set: an unknown name gets
+        the did-you-mean error, `coerce(name, value, annotation)` (if given) checks each value's type, and the
+        result is checked as `configured` checks it (ranges inside the valid ones, factors that change the
+        world). Every error is an `error` naming the family (or `label`) and the value. The one check behind
+        `env.make(name, **tunables)` and an experiment config's `data.family_config`."""
+        default = cls.default_config()
+        name = registered(cls).name
+        hints = typing.get_type_hints(type(default))
+        fields = [f.name for f in dataclasses.fields(default)]
+        changes = {}
+        for key, value in dict(values).items():
+            if key not in fields:
+                raise _names.unknown("tunable", key, fields, error, where=f" of family {name!r}")
+            changes[key] = coerce(key, value, hints[key]) if coerce else _frozen(value)
+        try:
+            config = dataclasses.replace(default, **changes)
+            cls.configured(config)
+        except (TypeError, ValueError) as e:
+            raise error(f"{label or f'family {name!r}'}: {e}") from e
+        return config
 
     @classmethod
     def configured(cls, config: FamilyConfig | None) -> type[Scenario]:

@@ -273,20 +273,9 @@ def family_configs(data: DataConfig) -> dict[str, Any]:
         if family not in data.family_weights():
             raise _names.unknown("family", family, list(data.family_weights()), ConfigError,
                                  where=" in data.family_config (it names families of data.families)")
-        scenario = scenarios.get(family)
-        default = scenario.default_config()
-        hints = typing.get_type_hints(type(default))
-        fields = [f.name for f in dataclasses.fields(default)]
-        changes = {}
-        for key, value in values:
-            if key not in fields:
-                raise _names.unknown("tunable", key, fields, ConfigError, where=f" of family {family!r}")
-            changes[key] = _coerce(f"data.family_config.{family}.{key}", value, hints[key])
-        try:
-            out[family] = dataclasses.replace(default, **changes)
-            scenario.configured(out[family])  # ranges checked against the parameters' valid ranges
-        except ValueError as e:
-            raise ConfigError(f"data.family_config.{family}: {e}") from e
+        out[family] = scenarios.get(family).tuned(
+            values, error=ConfigError, label=f"data.family_config.{family}",
+            coerce=lambda key, value, hint, family=family: _coerce(f"data.family_config.{family}.{key}", value, hint))
     return out
 
 
