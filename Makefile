@@ -31,7 +31,9 @@ test: $(STAMP)
 	wait $$warp; warp_rc=$$?; echo "tests/test_warp.py:"; cat $$log; rm -f $$log; \
 	[ $$main -eq 0 ] && [ $$warp_rc -eq 0 ]
 
-# The edit loop: everything but the tests marked slow (training runs, per-family audits, fuzzing).
+# The edit loop (~2 min on 2 cores from an empty cache): unit tests on tiny layouts and synthetic inputs, config
+# and name checks, one traced contract test per family; the tests marked slow (anything that compiles a family's
+# rollout, a training step or a larger model, or starts a subprocess: tests/conftest.py) are left out.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" --ignore=tests/test_warp.py
 

@@ -62,8 +62,13 @@ SHARED = {"overfit": "model", "saved": "model", "random_tiny": "model", "uninter
           "validation_rows": "validation", "fresh_records": "records",
           "faulty": "faults"}  # not shared, but the fault tests compile one step: run apart, both compiled it
 BY_FAMILY = ("test_questions.py", "test_reliability.py")
-# Tests that take a minute or more from an empty compilation cache; `make test-fast` leaves them out.
-SLOW_FIXTURES = {"overfit", "saved", "uninterrupted", "validation_rows", "measured"}
+# `make test-fast` (the edit loop, under 3 minutes on 2 cores from an empty cache) leaves out every test marked
+# slow: those that compile or run a scene family's rollout, a training step or more than a unit-size model, or
+# start a subprocess (each ~10 s or more from an empty cache beside another worker). They are marked where they
+# are defined, or here when it is their fixture that does it. What stays: unit tests on tiny layouts and
+# synthetic inputs, the config and name checks, and one traced contract test per family (tests/test_plugin.py).
+SLOW_FIXTURES = {"overfit", "saved", "uninterrupted", "validation_rows", "measured", "random_tiny", "faulty",
+                 "fresh_records", "ramp_traj", "collision_traj", "head_on"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups into the test ids

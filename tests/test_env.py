@@ -160,6 +160,7 @@ def test_overrides_reach_the_physics(ramp_env, key):
     np.testing.assert_allclose(np.asarray(traj.world.friction), 0.4)
 
 
+@pytest.mark.slow
 def test_1024_different_worlds_in_one_jitted_call(key):
     env = physsim.env.make("ramp", split="ood")  # gravity varies in the ood split
     state = env.reset(key, batch_size=1024)
@@ -172,6 +173,7 @@ def test_1024_different_worlds_in_one_jitted_call(key):
     assert np.unique(np.round(final, 6), axis=0).shape[0] > 1000
 
 
+@pytest.mark.slow
 def test_exploding_world_is_reported_with_its_parameters(key):
     env = physsim.env.make("projectile")
     state = env.reset(key, batch_size=2)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CONFTEST = '''
 import importlib.util, os
 import pytest
@@ -39,6 +41,7 @@ def test_free(i):
 '''
 
 
+@pytest.mark.slow
 def test_tests_sharing_a_fixture_run_on_one_worker(tmp_path):
     suite, out = tmp_path / "suite", tmp_path / "workers"
     suite.mkdir()

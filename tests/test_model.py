@@ -201,6 +201,7 @@ def _loss_and_grads(cfg, seed=1):
     return nnx.jit(nnx.value_and_grad(loss))(vlm)
 
 
+@pytest.mark.slow
 def test_remat_recomputes_without_changing_loss_or_gradients_and_bf16_stays_close():
     loss, grads = _loss_and_grads(TINY)
     loss_remat, grads_remat = _loss_and_grads(TINY.replace(remat=True))
@@ -212,6 +213,7 @@ def test_remat_recomputes_without_changing_loss_or_gradients_and_bf16_stays_clos
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads_bf16))  # fp32 parameters, fp32 gradients
 
 
+@pytest.mark.slow
 def test_flops_agree_with_xla_cost_analysis():
     # Unrolled: XLA's cost analysis counts a loop's body once, whatever its trip count (measured: a scanned
     # 2-block tower came out at 1.54x the count).

@@ -202,6 +202,7 @@ def test_shadow_worlds_start_a_tenth_of_a_millimetre_away_and_knife_edge_ones_ar
         np.testing.assert_array_equal(edge[i], flipped)
 
 
+@pytest.mark.slow
 def test_the_window_ends_at_the_last_frame_shown_and_facts_treat_later_events_as_unseen():
     spec = episode.BatchSpec("collision", frame_stride=2).resolved()
     layout = scenarios.get("collision").layout()
@@ -219,6 +220,7 @@ def test_the_window_ends_at_the_last_frame_shown_and_facts_treat_later_events_as
     assert asked["will_collide"]["answer"] == "yes" and "heavier" not in asked and "faster_after" not in asked
 
 
+@pytest.mark.slow
 def test_a_no_means_never_and_a_value_at_an_event_needs_the_event():
     env = physsim.env.make("collision")
     # Closing at 0.1 m/s from 1.4 m apart: they would meet after ~14 s, not in the 2 s rollout. (Four worlds, as
@@ -234,6 +236,7 @@ def test_a_no_means_never_and_a_value_at_an_event_needs_the_event():
     assert "apex_height" not in asked and "landing_point" not in asked
 
 
+@pytest.mark.slow
 def test_answers_that_depend_on_the_visible_configuration_say_so():
     env = physsim.env.make("stack")
     # Equal blocks. Tower 0: the green block's centre 0.02 half-widths inside the red one's edge; tower 1: a
@@ -259,6 +262,7 @@ def _world_and_frames(env, state):
     return traj.world, traj.frames
 
 
+@pytest.mark.slow
 def test_jitted_batch_has_static_shapes_consistent_tokens_and_reproducible_targets():
     spec = episode.BatchSpec("collision", n_worlds=16, n_questions=12, width=32, height=32, camera_jitter=0.1)
     r = spec.resolved()
@@ -345,6 +349,7 @@ def test_check_answer_reads_free_text(text, template, value, right):
     assert answers.check_answer(text, template, value) is right
 
 
+@pytest.mark.slow
 def test_env_ask_gives_readable_questions_with_measured_answers():
     env = physsim.env.make("chain")
     traj = env.rollout(env.reset(jax.random.key(3), batch_size=3))

@@ -102,6 +102,7 @@ def test_heavier_ball_changes_the_outcome(head_on):
     assert v[1, 0] < 0 < v[2, 0]  # a light red ball bounces back off a heavy blue one
 
 
+@pytest.mark.slow
 def test_speed_bound_marks_invalid_worlds():
     from physsim.scenarios import get
     from physsim.sim import simulate

@@ -79,6 +79,7 @@ def test_impossible_data_configs_name_the_problem(tmp_path):
 
 
 # ---------------------------------------------------------------- the step
+@pytest.mark.slow
 def test_step_takes_only_the_train_state_and_reads_nothing_from_disk(tmp_path):
     config = small_config(tmp_path, **{"train.blind_baseline": False})
     mesh = step.mesh_lib.make_mesh(1)
@@ -170,6 +171,7 @@ def test_a_checkpoint_of_another_model_shape_is_refused_and_left_untouched(unint
 
 
 # ---------------------------------------------------------------- evaluation
+@pytest.mark.slow
 def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
     """Records the key every scene batch is simulated from, as the trainer's step and the evaluation's suites
     actually pass them (the simulation itself is replaced by zeros of its shapes), over 50 steps of the
