@@ -92,6 +92,32 @@ def test_jsonl_export_chat_layout_and_refusal_to_overwrite(tmp_path, fresh_recor
     assert not export.temporary_dir(out).exists()
 
 
+def test_overwrite_deletes_only_an_earlier_export_or_an_empty_directory(tmp_path, capsys):
+    """`--overwrite` on a directory physsim.export did not make (a user's home, a checkout) is refused before
+    anything is simulated, and the directory is left as it was."""
+    theirs = tmp_path / "notes"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("years of work")
+    lookalike = tmp_path / "other"
+    lookalike.mkdir()
+    (lookalike / "info.json").write_text('{"author": "someone"}')  # an info.json, not an export's
+    a_file = tmp_path / "data.jsonl"
+    a_file.write_text("{}")
+    for out in (theirs, lookalike, a_file):
+        before = sorted((p.name, p.read_bytes()) for p in ([out] if out.is_file() else out.iterdir()))
+        assert export.main(["--out", str(out), "--num", "2", "--families", FAMILY, "--overwrite"]) == 2
+        assert "not a physsim export" in capsys.readouterr().err
+        assert sorted((p.name, p.read_bytes()) for p in ([out] if out.is_file() else out.iterdir())) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export.replaceable(empty)
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "info.json").write_text(json.dumps({"format": "jsonl", "physsim": "0", "families": [FAMILY],
+                                                "split": "test_id"}))
+    assert export.replaceable(made) and not export.replaceable(lookalike)
+
+
 YESNO = Template("t_yesno", "state", "yesno", "f", ("Will it?",))
 CHOICE = Template("t_choice", "property", "choice", "f", ("Which?",), options=("the red ball", "the blue ball"))
 SECONDS = Template("t_s", "state", "number", "f", ("When?",), unit="s", abs_tol=0.1)

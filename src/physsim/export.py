@@ -10,7 +10,8 @@ An export is written under a temporary name beside DIR and renamed at the
 end, so DIR never looks complete when it is not: an interrupted export leaves
 only the temporary directory, which the next export removes. An existing DIR
 is refused unless `--overwrite`, and is replaced only once the new set is
-complete.
+complete; `--overwrite` deletes nothing but an empty directory or an earlier
+export (its `info.json`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ def write_tfds(out: Path, families: tuple[str, ...], split: str, num: int, seed:
     return num
 
 
+def replaceable(out: Path) -> bool:
+    """Whether `--overwrite` may delete `out`: an empty directory, or one an export made (its info.json)."""
+    if not out.is_dir() or out.is_symlink():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        info = json.loads((out / "info.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and {"format", "physsim", "families", "split"} <= set(info)
+
+
 def temporary_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
@@ -90,6 +104,9 @@ def export(out: Path, *, fmt: str, families, split: str, num: int, seed: int = 0
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it (it is kept until the new set is "
                               f"complete)")
+    if out.exists() and not replaceable(out):
+        raise FileExistsError(f"--overwrite {out}: refused, it is not a physsim export (no info.json written by "
+                              f"physsim.export in it) and would be deleted; remove or move it yourself")
     tmp = temporary_dir(out)
     if tmp.exists():
         shutil.rmtree(tmp)  # what an interrupted export left behind
@@ -123,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="+", default=None, help="scene families (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32, help="worlds simulated per jitted call")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new set is made")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (an earlier export or an empty directory) once the new set is made")
     parser.add_argument("--depth", action="store_true", help="also depth maps (tfds format)")
     parser.add_argument("--segmentation", action="store_true", help="also segmentation maps (tfds format)")
     args = parser.parse_args(argv)
