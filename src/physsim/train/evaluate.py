@@ -25,6 +25,7 @@ no better than that, so it is the baseline numbers are read against.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
 
 import jax
@@ -72,12 +73,19 @@ def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]
             for index, family in enumerate(data_lib.family_names(data)) for split in config.eval.splits]
 
 
-def make_suites(config: Config) -> list[Suite]:
-    """One simulated, rendered, asked suite per (family, split); every task type the family asks."""
+def make_suites(config: Config, log=None) -> list[Suite]:
+    """One simulated, rendered, asked suite per (family, split); every task type the family asks. `log` (a
+    function of a line) hears of each suite as it is made: on 2 cores the first ones take minutes."""
     suites = []
-    for index, key, spec in suite_specs(config):
+    specs = suite_specs(config)
+    for i, (index, key, spec) in enumerate(specs, 1):
+        t0 = time.perf_counter()
         batch, world = data_lib.suite_batch(key, index, spec, config.model)
+        jax.block_until_ready(batch.video)
         suites.append(Suite(family=spec.family, split=spec.split, spec=spec, batch=batch, world=world))
+        if log:
+            log(f"held-out suite {i}/{len(specs)}: {spec.family} {spec.split}, {spec.n_worlds} worlds simulated "
+                f"({time.perf_counter() - t0:.0f} s)")
     return suites
 
 

@@ -237,11 +237,13 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     def run_eval(step: int) -> dict:
         if not suites:
             t0 = time.perf_counter()
-            suites.extend(eval_lib.make_suites(config))
-            jax.block_until_ready([s.batch.video for s in suites])
+            console.print(f"step {step}: simulating the held-out suites (once per run)")
+            suites.extend(eval_lib.make_suites(config, log=console.print))
             console.print(f"held-out suites: {len(suites)} x {config.eval.questions} questions simulated in "
                           f"{time.perf_counter() - t0:.0f} s")
+        t0 = time.perf_counter()
         summary = eval_lib.evaluate(graphdef, state.params, state.blind_params, suites, tokenizer)
+        console.print(f"step {step}: evaluated on {len(suites)} held-out suite(s) in {time.perf_counter() - t0:.0f} s")
         if lead:
             log.write({"step": step, "kind": "eval", **summary})
             if writer:
