@@ -14,14 +14,14 @@ CONFTEST = '''
 import importlib.util, os
 import pytest
 
-spec = importlib.util.spec_from_file_location("suite_conftest", SUITE_CONFTEST)
+spec = importlib.util.spec_from_file_location("suite_grouping", SUITE_CONFTEST)
 suite = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(suite)
 pytest_collection_modifyitems = suite.pytest_collection_modifyitems
 
 
 @pytest.fixture(scope="session")
-def validation_rows():  # a fixture the real conftest groups by
+def validation_rows():  # a fixture the real hook groups by
     return os.environ["PYTEST_XDIST_WORKER"]
 '''
 
@@ -46,7 +46,7 @@ def test_tests_sharing_a_fixture_run_on_one_worker(tmp_path):
     suite, out = tmp_path / "suite", tmp_path / "workers"
     suite.mkdir()
     out.mkdir()
-    (suite / "conftest.py").write_text(CONFTEST.replace("SUITE_CONFTEST", repr(str(Path(__file__).with_name("conftest.py")))))
+    (suite / "conftest.py").write_text(CONFTEST.replace("SUITE_CONFTEST", repr(str(Path(__file__).with_name("grouping.py")))))
     for name in ("a", "b"):
         (suite / f"test_{name}.py").write_text(TESTS.replace("OUT", repr(str(out))).replace("NAME", name))
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider",

@@ -3,6 +3,7 @@ checkpoints, config files and overrides, evaluation tables."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -140,7 +141,14 @@ def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
 def test_resume_continues_exactly_where_the_run_left_off(uninterrupted, tmp_path):
     config, straight = uninterrupted
     same_run = config_lib.replace(config, {"run.out_dir": str(tmp_path), "run.name": "resumed"})
-    stopped = run.train(same_run, stop_at=13)  # as if interrupted after step 13: a checkpoint, no evaluation
+    # The run as it stood after step 12: the uninterrupted run's checkpoint of step 12 and its log up to there
+    # (training those 12 steps again here cost ~25 s; the kill-and-signal test, test_reliability, resumes runs
+    # it trained itself from step 2).
+    shutil.copytree(straight.run_dir / "checkpoints" / "12", same_run.run_dir / "checkpoints" / "12")
+    (same_run.run_dir / "metrics.jsonl").write_text("".join(
+        line + "\n" for line in (straight.run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["step"] <= 12))
+    stopped = run.train(same_run, stop_at=13)  # resumes, then as if interrupted after step 13: no evaluation
     assert stopped.step == 13 and not (stopped.run_dir / "eval.json").exists()
     before = files(same_run.run_dir)
     with pytest.raises(ConfigError, match="already holds a checkpoint of step 13"):
@@ -150,7 +158,7 @@ def test_resume_continues_exactly_where_the_run_left_off(uninterrupted, tmp_path
     assert resumed.step == 16
     a, b = losses(straight.run_dir), losses(resumed.run_dir)
     assert sorted(b) == list(range(1, 17))  # nothing lost, nothing logged twice
-    for s in (14, 15, 16):
+    for s in (13, 14, 15, 16):
         for key in ("loss", "blind/loss", "answer_nll", "state_mse", "grad_norm"):
             assert a[s][key] == b[s][key], f"step {s} {key}: {a[s][key]} vs {b[s][key]}"
 
