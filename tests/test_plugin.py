@@ -14,8 +14,8 @@ from physsim import audit, export, scenarios, validate
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.scenarios import derive, measure
-from physsim.scenarios.base import FLOOR, PALETTE, GRAVITY, Scenario, cube_sizes, default_world, fact
-from physsim.scenarios.base import restitution_param
+from physsim.scenarios.base import Scenario, fact
+from physsim.scenarios.parts import FLOOR, GRAVITY, PALETTE, cube_sizes, default_world, restitution_param
 from physsim.sim.params import Interval, Param
 from physsim.sim.scene import ObjectSlot, SceneLayout
 from physsim.train import data as data_lib

@@ -17,20 +17,15 @@ import numpy as np
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.scenarios import derive, measure
-from physsim.scenarios.base import (
+from physsim.scenarios.base import Fact, Record, Run, Scenario, fact, register
+from physsim.scenarios.parts import (
     FLOOR,
     GRAVITY,
     PALETTE,
-    Fact,
-    Record,
-    Run,
-    Scenario,
     cube_sizes,
     default_world,
-    fact,
     friction_param,
     mass_param,
-    register,
     remove_object,
     restitution_param,
 )

@@ -18,18 +18,8 @@ import numpy as np
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.scenarios import derive, measure
-from physsim.scenarios.base import (
-    FLOOR,
-    PALETTE,
-    Fact,
-    Record,
-    Run,
-    Scenario,
-    default_world,
-    fact,
-    gravity_param,
-    register,
-)
+from physsim.scenarios.base import Fact, Record, Run, Scenario, fact, register
+from physsim.scenarios.parts import FLOOR, PALETTE, default_world, gravity_param
 from physsim.sim.params import FRICTION, POSITIVE, Interval, Param
 from physsim.sim.contact import CONTACT_SUBSTEPS, RESTITUTION_RANGE
 from physsim.sim.randomize import WorldParams

@@ -15,21 +15,15 @@ import numpy as np
 from physsim.questions.templates import Template, times
 from physsim.render.camera import Camera
 from physsim.scenarios import derive, measure
-from physsim.scenarios.base import (
+from physsim.scenarios.base import Fact, FamilyConfig, Record, Run, Scenario, fact, register
+from physsim.scenarios.parts import (
     FLOOR,
     PALETTE,
-    Fact,
-    FamilyConfig,
-    Record,
-    Run,
-    Scenario,
     cube_sizes,
     default_world,
-    fact,
     friction_param,
     gravity_param,
     mass_param,
-    register,
     restitution_param,
 )
 from physsim.sim.params import Interval, Param

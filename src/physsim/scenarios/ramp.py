@@ -17,23 +17,16 @@ import numpy as np
 
 from physsim.questions.templates import Template, times
 from physsim.scenarios import derive, measure
-from physsim.scenarios.base import (
+from physsim.scenarios.base import Fact, FamilyConfig, Record, ReferenceCase, Run, Scenario, fact, register
+from physsim.scenarios.parts import (
     FLOOR,
     GRAVITY,
     PALETTE,
-    Fact,
-    FamilyConfig,
-    Record,
-    ReferenceCase,
-    Run,
-    Scenario,
     cube_sizes,
     default_world,
-    fact,
     friction_param,
     mass_param,
     quat_about_y,
-    register,
     restitution_param,
 )
 from physsim.render.camera import Camera

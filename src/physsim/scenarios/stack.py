@@ -14,20 +14,15 @@ import numpy as np
 from physsim.questions.templates import Template
 from physsim.render.camera import Camera
 from physsim.scenarios import measure
-from physsim.scenarios.base import (
+from physsim.scenarios.base import Fact, Record, Run, Scenario, fact, register
+from physsim.scenarios.parts import (
     FLOOR,
     PALETTE,
-    Fact,
-    Record,
-    Run,
-    Scenario,
     cube_sizes,
     default_world,
-    fact,
     friction_param,
     gravity_param,
     mass_param,
-    register,
     restitution_param,
 )
 from physsim.sim.params import Interval, Param

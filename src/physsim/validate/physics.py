@@ -23,7 +23,7 @@ from mujoco import mjx
 from physsim import env as env_lib
 from physsim import scenarios
 from physsim._cache import release_compiled_programs
-from physsim.scenarios.base import cube_sizes, default_world, quat_about_y
+from physsim.scenarios.parts import cube_sizes, default_world, quat_about_y
 from physsim.sim import simulate
 from physsim.sim.randomize import WorldParams
 from physsim.sim.scene import ObjectSlot, SceneLayout, StaticGeom
