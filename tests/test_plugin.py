@@ -1,6 +1,7 @@
 """A scene family is one file: a family defined only here, in this test, reaches every tool that lists families
 (the notebook API, validate, the audit, the trainer's batches, the exports) without an edit anywhere else."""
 
+import dataclasses
 import json
 
 import jax
@@ -48,7 +49,7 @@ class Drop(Scenario):
     @classmethod
     def layout(cls) -> SceneLayout:
         return SceneLayout(objects=(ObjectSlot("ball", "sphere", (RADIUS,) * 3, rgba=PALETTE["red"]),),
-                           statics=(FLOOR,), timestep=0.002, fps=25.0)
+                           statics=(FLOOR,), fps=25.0, **cls.config.physics())
 
     @classmethod
     def camera(cls, width: int = 64, height: int = 64) -> Camera:
@@ -92,6 +93,11 @@ def assert_meets_the_contract(name: str) -> None:
     assert len(set(names)) == len(names), f"{name}: two templates share a name"
     layout = family.layout()
     put_model(layout)  # MJX accepts every geom and pair
+    # Its layout takes the physics settings of its config, so that a config (or the settings search) that
+    # changes them changes what is simulated.
+    assert {k: getattr(layout, k) for k in family.config.physics()} == family.config.physics(), name
+    coarser = dataclasses.replace(family.config, solver_iterations=family.config.solver_iterations + 1)
+    assert family.configured(coarser).layout().solver_iterations == coarser.solver_iterations, name
     params = jax.eval_shape(lambda k: family.sample(k, 2, "train"), jax.random.key(0))
     for p in family.params:
         assert params[p.name].shape == p.shape(2, layout.n_objects), (name, p.name)

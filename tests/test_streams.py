@@ -17,7 +17,8 @@ STEPS = 24  # steps of a run whose keys are compared (every step folds the same 
 
 
 def derived_keys(config) -> dict[str, np.ndarray]:
-    """Every key the trainer, its evaluation, an export and the audit derive for this config's seed, by use:
+    """Every key the trainer, its evaluation, an export, the audit and the physics settings search derive for this
+    config's seed, by use:
     (uses, 2) uint32 key data each."""
     seed = config.train.seed
     families = data.family_names(config.data)
@@ -38,6 +39,8 @@ def derived_keys(config) -> dict[str, np.ndarray]:
     keys["export"] = np.stack([jax.random.key_data(k) for k in exports])
     audits = [streams.audit(seed, f, i, b) for f in families for i in range(len(SPLITS)) for b in range(4)]
     keys["audit"] = np.stack([jax.random.key_data(k) for k in audits])
+    search = [streams.settings(seed, f, i, b) for f in families for i in range(len(SPLITS)) for b in range(4)]
+    keys["settings search"] = np.stack([jax.random.key_data(k) for k in search])
     return {use: np.asarray(k) for use, k in keys.items()}
 
 

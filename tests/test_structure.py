@@ -27,6 +27,7 @@ LAYERS = (
     ("env", "selfcheck"),
     ("train", "data"),
     ("audit", "bench", "export", "predict", "reference", "score", "validate"),
+    ("settings",),  # the physics settings search: runs the validation, the audit and the bench per candidate
 )
 LAYER = {package: i for i, packages in enumerate(LAYERS) for package in packages}
 

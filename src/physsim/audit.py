@@ -47,7 +47,7 @@ from physsim import episode, scenarios, selfcheck, streams
 from physsim._cache import release_compiled_programs
 from physsim.questions import answers as answer_lib
 from physsim.questions.templates import Template
-from physsim.scenarios.base import Record
+from physsim.scenarios.base import FamilyConfig, Record
 from physsim.sim import params as params_lib
 from physsim.sim import simulate
 
@@ -75,15 +75,17 @@ def _segmentation(spec: episode.BatchSpec, measured: episode.Measured) -> jax.Ar
     return episode.render_images(spec, measured, jnp.arange(spec.n_worlds)).segmentation
 
 
-def batch_spec(family: str, n_worlds: int = BATCH) -> episode.BatchSpec:
-    return episode.BatchSpec(family, n_worlds=n_worlds).resolved()
+def batch_spec(family: str, n_worlds: int = BATCH, config: FamilyConfig | None = None) -> episode.BatchSpec:
+    return episode.BatchSpec(family, family_config=config, n_worlds=n_worlds).resolved()
 
 
-def measured_batch(family: str, split: str, seed: int = 0, batch: int = 0, n_worlds: int = BATCH
+def measured_batch(family: str, split: str, seed: int = 0, batch: int = 0, n_worlds: int = BATCH,
+                   config: FamilyConfig | None = None, stream=streams.audit
                    ) -> tuple[episode.BatchSpec, episode.Measured]:
-    """Batch `batch` of the audit's worlds of a family and split, simulated and measured by the pipeline."""
-    spec = batch_spec(family, n_worlds)
-    params = sample_params(streams.audit(seed, family, params_lib.SPLITS.index(split), batch), family, n_worlds, split)
+    """Batch `batch` of the audit's worlds (or `stream`'s) of a family and split, simulated and measured by the
+    pipeline with the family's tunables set to `config` (None: as declared)."""
+    spec = batch_spec(family, n_worlds, config)
+    params = sample_params(stream(seed, family, params_lib.SPLITS.index(split), batch), family, n_worlds, split)
     return spec, measure(params, spec)
 
 
@@ -97,12 +99,12 @@ def _world(tree, b: int):
 
 def derive_batch(spec: episode.BatchSpec, measured: episode.Measured, worlds: np.ndarray) -> list[dict]:
     """Each listed world's answers by the independent routes (`Scenario.derive`)."""
-    scenario = scenarios.get(spec.family)
+    scenario = spec.scenario()
     layout = scenario.layout()
     seg = np.asarray(_segmentation(spec, measured))
     frame_times = spec.video_frames() / layout.fps
     n_steps = int(round(2 * spec.seconds / layout.timestep))
-    twins = episode.twin_worlds(spec.family, measured.params, measured.world)
+    twins = episode.twin_worlds(scenario, measured.params, measured.world)
     chosen = [int(b) for b in worlds]
     if not chosen:
         return []
@@ -162,11 +164,12 @@ def baselines(template_index: int, fit: dict, test: dict) -> dict:
 
 
 def audit_family(family: str, split: str, n_worlds: int, seed: int = 0, batch: int = BATCH,
-                 log=print, measured=None) -> list[dict]:
-    """One row per template of `family` on `n_worlds` fresh worlds of `split` (see the module docstring).
-    `measured(k)` may give batch k of `measured_batch` (the tests share theirs)."""
-    spec = batch_spec(family, batch)
-    measured = measured or (lambda k: measured_batch(family, split, seed, k, batch)[1])
+                 log=print, measured=None, config: FamilyConfig | None = None) -> list[dict]:
+    """One row per template of `family` on `n_worlds` fresh worlds of `split` (see the module docstring), its
+    tunables set to `config` (None: as declared). `measured(k)` may give batch k of `measured_batch` (the
+    tests share theirs)."""
+    spec = batch_spec(family, batch, config)
+    measured = measured or (lambda k: measured_batch(family, split, seed, k, batch, config)[1])
     templates = spec.templates()
     n_batches = math.ceil(n_worlds / batch)
     stats = {t.name: defaultdict(int) | {"disagreements": [], "values": []} for t in templates}

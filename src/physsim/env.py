@@ -266,18 +266,18 @@ def make(
     *,
     split: str = "train",
     impl: str = "jax",
-    timestep: float | None = None,
     fps: float | None = None,
     **tunables: Any,
 ) -> Env:
     """The environment of scene family `name` (see `list()`).
 
     `split='ood'` samples from the out-of-distribution ranges; `impl` picks the
-    MJX implementation ('jax', or 'warp' when installed); `timestep` and `fps`
-    override the family's physics step and frame rate; other keywords set the
-    family's tunable values (`scenarios.get(name).default_config()`: `seconds`,
-    `observe_seconds`, `train` / `ood` ranges, intervention factors such as
-    collision's `heavier=2.0`).
+    MJX implementation ('jax', or 'warp' when installed); `fps` overrides the
+    family's frame rate; other keywords set the family's tunable values
+    (`scenarios.get(name).default_config()`: `seconds`, `observe_seconds`,
+    `train` / `ood` ranges, intervention factors such as collision's
+    `heavier=2.0`, the physics settings `timestep`, `solver_iterations` and
+    `linesearch_iterations`).
     """
     scenario = scenarios.get(name)
     config = None
@@ -286,9 +286,8 @@ def make(
         scenario = scenario.configured(config)
     params_lib.check_split(split)
     layout = scenario.layout()
-    changes = {k: v for k, v in (("timestep", timestep), ("fps", fps)) if v is not None}
-    if changes:
-        layout = layout.replace(**changes)
+    if fps is not None:
+        layout = layout.replace(fps=fps)
     put_model(layout, impl)  # fails early on an unknown impl or unsupported geoms
     return Env(name=name, layout=layout, split=split, impl=impl, config=config)
 

@@ -56,11 +56,14 @@ sample_params = jax.jit(lambda key, family, n, split: scenarios.get(family).samp
 measure_given = jax.jit(episode.measure_params, static_argnums=1)
 
 
-def fact_checks(family: str, measured: episode.Measured) -> list[Check]:
-    layout = scenarios.get(family).layout()
+def fact_checks(family: str, measured: episode.Measured, scenario: type[scenarios.Scenario] | None = None
+                ) -> list[Check]:
+    """The family's `checks` on a measured batch (of `scenario`, a configured family, when given)."""
+    scenario = scenario or scenarios.get(family)
+    layout = scenario.layout()
     m = _np(measured)
     out = []
-    for name, ok, where, required in scenarios.get(family).checks(m, layout):
+    for name, ok, where, required in scenario.checks(m, layout):
         agree, n = _fraction(np.asarray(ok), np.asarray(where, bool) & m.sound)
         out.append(Check(family, name, agree, n, required))
     return out

@@ -4,7 +4,8 @@
                │                 └─ REPLAY ─ shard            the step's draws from the replay ring
                ├─ EVAL   ─ family ─ split                     held-out suites (train.evaluate)
                ├─ EXPORT ─ split ─ family ─ batch             frozen sets (physsim.data)
-               └─ AUDIT  ─ family ─ split ─ batch             the label audit (physsim.audit)
+               ├─ AUDIT  ─ family ─ split ─ batch             the label audit (physsim.audit)
+               └─ SETTINGS ─ family ─ split ─ batch           the physics settings search (physsim.settings)
 
 Two keys are the same only if their paths are: every use has its own path, so no
 two uses ever draw the same numbers. (Before this module the replay draw of shard
@@ -20,7 +21,7 @@ import zlib
 
 import jax
 
-TRAIN, EVAL, EXPORT, AUDIT = 0, 1, 2, 3  # the streams of a seed
+TRAIN, EVAL, EXPORT, AUDIT, SETTINGS = 0, 1, 2, 3, 4  # the streams of a seed
 SCENES, REPLAY = 0, 1  # the sub-streams of a training step
 
 
@@ -67,6 +68,15 @@ def export(seed: int, split_index: int, family_name: str, batch: int) -> jax.Arr
 
 def audit(seed: int, family_name: str, split_index: int, batch: int) -> jax.Array:
     """Batch `batch` of the audit's worlds of a family and split."""
-    stream = jax.random.fold_in(jax.random.key(seed), AUDIT)
+    return _worlds(AUDIT, seed, family_name, split_index, batch)
+
+
+def settings(seed: int, family_name: str, split_index: int, batch: int) -> jax.Array:
+    """Batch `batch` of the physics settings search's worlds of a family and split (none the audit judges)."""
+    return _worlds(SETTINGS, seed, family_name, split_index, batch)
+
+
+def _worlds(stream_id: int, seed: int, family_name: str, split_index: int, batch: int) -> jax.Array:
+    stream = jax.random.fold_in(jax.random.key(seed), stream_id)
     key = jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
     return jax.random.fold_in(key, batch)

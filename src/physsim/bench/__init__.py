@@ -32,7 +32,7 @@ import jax
 import mujoco
 import numpy as np
 
-from physsim import _names
+from physsim import _names, scenarios
 from physsim import env as env_lib
 from physsim import render as render_lib
 from physsim.bench.report import markdown_table, merge_results, plot_scaling
@@ -46,7 +46,7 @@ from physsim.bench.sections import (
     device_name,
     render_backends,
 )
-from physsim.sim.scene import warp_available
+from physsim.sim.scene import DEFAULT_PHYSICS, warp_available
 
 SECTIONS = ("physics", "render", "questions", "model", "train", "reference")
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"  # in a checkout
@@ -64,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="scaling plot (PNG); default: next to --json / --update with a .png suffix")
     parser.add_argument("--physics-batches", nargs="+", type=int, default=None,
                         help="world batch sizes of the physics section (default 16 64 256 1024)")
+    parser.add_argument("--default-physics", action="store_true",
+                        help="physics section: also time every family that declares its own physics settings at "
+                             "the settings every family used before (physsim.sim.scene.DEFAULT_PHYSICS)")
+    parser.add_argument("--render-batches", nargs="+", type=int, default=None,
+                        help="worlds of the render section, two frames each (default 8 32 128 512; 8 with --quick)")
+    parser.add_argument("--render-resolutions", nargs="+", type=int, default=None,
+                        help="square image sizes of the render section (default 64 128; 64 with --quick)")
     parser.add_argument("--questions-batches", nargs="+", type=int, default=None,
                         help="worlds per device of the questions section (default 16 32 64; 16 with --quick)")
     parser.add_argument("--render-backends", nargs="+", choices=render_lib.BACKENDS, default=None,
@@ -86,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference-scenes", type=int, default=None,
                         help="scenes the reference pipeline makes per family (default 64; 8 with --quick)")
     args = parser.parse_args(argv)
+    for flag in ("physics_batches", "render_batches", "render_resolutions", "questions_batches"):
+        bad = [v for v in getattr(args, flag) or () if v < 1]
+        if bad:
+            parser.error(f"--{flag.replace('_', '-')} {bad[0]}: sizes must be positive")
     if args.table:
         print(markdown_table(json.loads(args.table.read_text())))
         return 0
@@ -125,12 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     if "physics" in args.sections:
         batches = args.physics_batches or ([16] if args.quick else [16, 64, 256, 1024])
         rows += bench_physics(batches, 0.4, repeats, families)
+        if args.default_physics:  # before / after: the families that declare their own settings, at the old ones
+            changed = [f for f in families if scenarios.get(f).config.physics() != DEFAULT_PHYSICS]
+            rows += bench_physics(batches, 0.4, repeats, changed, physics=DEFAULT_PHYSICS)
     if "render" in args.sections:
-        batches = [8] if args.quick else [8, 32, 128, 512]  # x2 frames each: 16 ... 1024 frames
+        batches = args.render_batches or ([8] if args.quick else [8, 32, 128, 512])  # x2 frames each
         backends = args.render_backends or (["jax"] if args.quick else render_backends())
         if "warp" in backends and not warp_available():
             parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
-        rows += bench_render(batches, [64] if args.quick else [64, 128], repeats, backends, families[0])
+        resolutions = args.render_resolutions or ([64] if args.quick else [64, 128])
+        rows += bench_render(batches, resolutions, repeats, backends, families[0])
     questions_batch = 16 if args.quick else 64
     if "questions" in args.sections:
         for b in args.questions_batches or ([16] if args.quick else [16, 32, 64]):

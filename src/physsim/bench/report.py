@@ -57,10 +57,12 @@ def markdown_table(report: dict) -> str:
         items = sorted(items, key=lambda r: r["batch_size"])
         return " / ".join(str(r["batch_size"]) for r in items), " / ".join(fmt(r) for r in items)
 
-    for name in sorted({r["scenario"] for r in rows if r["section"] == "physics"}):
-        b, f = series([r for r in rows if r["section"] == "physics" and r["scenario"] == name],
-                      lambda r: _num(r["figure"]))
-        lines.append(f"| physics, `{name}` | {b} worlds | {f} world-steps/s |")
+    physics = [r for r in rows if r["section"] == "physics"]
+    for name, settings in sorted({(r["scenario"], r.get("settings", "")) for r in physics}):
+        mine = [r for r in physics if (r["scenario"], r.get("settings", "")) == (name, settings)]
+        b, f = series(mine, lambda r: _num(r["figure"]))
+        how = f" ({settings}{', declared' if mine[0].get('declared') else ''})" if settings else ""
+        lines.append(f"| physics, `{name}`{how} | {b} worlds | {f} world-steps/s |")
     for backend, res in sorted({(r["backend"], r["resolution"]) for r in rows if r["section"] == "render"}):
         b, f = series([r for r in rows if r["section"] == "render" and (r["backend"], r["resolution"]) == (backend, res)],
                       lambda r: _num(r["figure"]))
@@ -89,7 +91,7 @@ def markdown_table(report: dict) -> str:
 
 def _case(row: dict) -> tuple:
     return tuple(str(row.get(k)) for k in ("section", "scenario", "backend", "size", "config", "batch_size",
-                                           "devices", "resolution", "device"))
+                                           "devices", "resolution", "device", "settings"))
 
 
 def merge_results(path: Path, header: dict, rows: list[dict]) -> list[dict]:

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from physsim import env as env_lib
+from physsim import scenarios
 from physsim import render as render_lib
-from physsim.sim.scene import warp_available
+from physsim.sim.scene import DEFAULT_PHYSICS, warp_available
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
@@ -34,18 +35,30 @@ def device_name() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', '') or platform.processor() or 'cpu'}"
 
 
-def bench_physics(batch_sizes, seconds: float, repeats: int, families=None) -> list[dict]:
+def bench_physics(batch_sizes, seconds: float, repeats: int, families=None, physics: dict | None = None) -> list[dict]:
+    """World-steps and simulated world-seconds per second of each family's factual rollouts, at its declared
+    physics settings or at `physics` (timestep, solver and line-search iterations) for every family."""
     rows = []
     for name in families or env_lib.list():
-        env = env_lib.make(name)
+        env = env_lib.make(name, **(physics or {}))
+        settings = {k: getattr(env.layout, k) for k in DEFAULT_PHYSICS}
         steps = int(round(seconds / env.layout.timestep))
         for b in batch_sizes:
             state = env.reset(jax.random.key(0), batch_size=b)
             elapsed = _median_seconds(lambda: env.rollout(state, seconds, check=False).frames.pos, repeats)
             rows.append({"section": "physics", "scenario": name, "batch_size": b, "figure": b * steps / elapsed,
-                         "unit": "world-steps/s", "seconds_simulated": seconds, "device": device_name()})
-            print(f"physics  {name:<11} B={b:<5} {b * steps / elapsed:>12,.0f} world-steps/s", flush=True)
+                         "unit": "world-steps/s", "world_seconds_per_s": b * seconds / elapsed,
+                         "seconds_simulated": seconds, "physics": settings, "settings": _label(settings),
+                         "declared": settings == scenarios.get(name).config.physics(),
+                         "device": device_name()})
+            print(f"physics  {name:<11} B={b:<5} {b * steps / elapsed:>12,.0f} world-steps/s "
+                  f"{b * seconds / elapsed:>9,.1f} world-s/s  ({_label(settings)})", flush=True)
     return rows
+
+
+def _label(physics: dict) -> str:
+    return (f"{1000 * physics['timestep']:g} ms, {physics['solver_iterations']}/{physics['linesearch_iterations']} "
+            "iterations")
 
 
 def render_backends() -> list[str]:
@@ -227,15 +240,25 @@ def bench_train(config_path: str, repeats: int) -> list[dict]:
     n_trained, n_fresh = data_lib.n_trained(config), data_lib.n_questions(config)
     shares = {"simulation": t_sim / t_step, "rendering": t_render / t_step,
               "questions": max(t_data - t_sim - t_render, 0.0) / t_step, "model": max(t_step - t_data, 0.0) / t_step}
+    # Model FLOPs of the step (forward and backward of every example trained, the blind copy's too) per second,
+    # against the device's bf16 peak: the model's utilisation of the whole step, simulation and rendering included.
+    from physsim.model import flops
+
+    copies = 2 if config.train.blind_baseline else 1
+    achieved = flops.train_flops_per_example(config.model) * n_trained * copies / t_step
+    peak = flops.peak_flops(jax.devices()[0].device_kind)
+    peak = None if peak is None else peak * mesh.size
     row = {"section": "train", "config": config_path,
            "size": config.model.size, "batch_size": n_trained,
+           "achieved_flops_per_s": achieved, "mfu": None if peak is None else achieved / peak,
            "figure": n_trained / t_step, "unit": "examples/s", "fresh_qa_per_s": n_fresh / t_step,
            "steps_per_s": 1 / t_step, "fresh_questions_per_step": n_fresh, "blind_baseline": config.train.blind_baseline,
            "seconds": {"step": t_step, "data": t_data, "simulation": t_sim, "rendering": t_render},
            "share": shares, "devices": mesh.size, "device": device_name()}
     print(f"train    {Path(config_path).stem:<8} {config.model.size} {n_trained} examples/step  {n_trained / t_step:>8,.1f} examples/s  "
           f"{n_fresh / t_step:,.1f} fresh QA/s  step {t_step:.3f} s: " +
-          "  ".join(f"{k} {v:.0%}" for k, v in shares.items()), flush=True)
+          "  ".join(f"{k} {v:.0%}" for k, v in shares.items()) +
+          (f"  MFU {achieved / peak:.1%}" if peak else "  MFU unknown (no peak for this device)"), flush=True)
     return [row]
 
 

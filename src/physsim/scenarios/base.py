@@ -24,7 +24,7 @@ from physsim.render.camera import Camera
 from physsim.sim import params as params_lib
 from physsim.sim.params import Param
 from physsim.sim.randomize import WorldParams
-from physsim.sim.scene import SceneLayout
+from physsim.sim.scene import DEFAULT_PHYSICS, SceneLayout
 from physsim.sim.simulate import Frames
 
 _REGISTRY: dict[str, type[Scenario]] = {}
@@ -138,11 +138,23 @@ class FamilyConfig:
     # Sampling ranges that replace a parameter's declared ones: in distribution, and held out.
     train: tuple[tuple[str, tuple[float, float]], ...] = ()
     ood: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = ()
+    # Physics settings (MuJoCo's timestep and solver iterations): a family declares the cheapest that keep its
+    # gates (`python -m physsim.settings`); the family's layout takes them (`physics`).
+    timestep: float = DEFAULT_PHYSICS["timestep"]
+    solver_iterations: int = DEFAULT_PHYSICS["solver_iterations"]
+    linesearch_iterations: int = DEFAULT_PHYSICS["linesearch_iterations"]
 
     def __post_init__(self):
         if not 0 < self.observe_seconds <= self.seconds:
             raise ValueError(f"observe_seconds={self.observe_seconds} must be positive and at most "
                              f"seconds={self.seconds}")
+        for name in ("solver_iterations", "linesearch_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+
+    def physics(self) -> dict:
+        """The physics settings as `SceneLayout` takes them (a family's `layout` passes `**config.physics()`)."""
+        return {name: getattr(self, name) for name in DEFAULT_PHYSICS}
 
     def words(self) -> dict[str, str]:
         """What each `<name>` of the family's question text reads for these values."""
@@ -216,7 +228,7 @@ class Scenario(abc.ABC):
             changes[key] = coerce(key, value, hints[key]) if coerce else _frozen(value)
         try:
             config = dataclasses.replace(default, **changes)
-            cls.configured(config)
+            cls.configured(config).layout()  # physics settings the layout refuses (a timestep that skips frames)
         except (TypeError, ValueError) as e:
             raise error(f"{label or f'family {name!r}'}: {e}") from e
         return config

@@ -130,8 +130,8 @@ class Chain(Scenario):
             objects=tuple(ObjectSlot(f"{c}_ball", "sphere", (0.07, 0.07, 0.07), rgba=rgba)
                           for c, rgba in PALETTE.items()),
             statics=(FLOOR,),
-            timestep=0.002,
             fps=25.0,
+            **cls.config.physics(),
         )
 
     @classmethod

@@ -92,8 +92,8 @@ class Compare(Scenario):
                 ObjectSlot("blue_block", "box", (0.06, 0.06, 0.06), rgba=blue),
             ),
             statics=(FLOOR,),
-            timestep=0.002,
             fps=25.0,
+            **cls.config.physics(),
         )
 
     @classmethod

@@ -145,8 +145,8 @@ class Projectile(Scenario):
                 ObjectSlot("blue_ball", "sphere", (0.08, 0.08, 0.08), rgba=PALETTE["blue"]),
             ),
             statics=(FLOOR,),
-            timestep=0.002,
             fps=25.0,
+            **cls.config.physics(),
         )
 
     @classmethod

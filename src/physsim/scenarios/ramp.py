@@ -120,8 +120,8 @@ class Ramp(Scenario):
                 FLOOR,
                 StaticGeom("ramp", "box", (RAMP_HALF_LENGTH, 0.4, RAMP_HALF_THICKNESS), rgba=(0.6, 0.5, 0.35, 1.0)),
             ),
-            timestep=0.002,
             fps=25.0,
+            **cls.config.physics(),
         )
 
     @classmethod

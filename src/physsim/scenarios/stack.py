@@ -107,8 +107,8 @@ class Stack(Scenario):
             objects=tuple(ObjectSlot(f"{c}_block", "box", (0.06, 0.06, 0.06), rgba=rgba)
                           for c, rgba in PALETTE.items()),
             statics=(FLOOR,),
-            timestep=0.002,
             fps=25.0,
+            **cls.config.physics(),
         )
 
     @classmethod

@@ -38,6 +38,10 @@ OBJECT_SHAPES = {
 }
 STATIC_SHAPES = {"plane": mujoco.mjtGeom.mjGEOM_PLANE, **OBJECT_SHAPES}
 
+# MuJoCo's timestep (s) and solver iterations unless a layout says otherwise: what every family used before each
+# declared its own (`FamilyConfig`), and the reference the settings search compares cheaper settings with.
+DEFAULT_PHYSICS = {"timestep": 0.002, "solver_iterations": 20, "linesearch_iterations": 10}
+
 # Where unused object slots wait: far from every camera, resting on the floor.
 PARKING_X = 50.0
 
@@ -71,10 +75,10 @@ class SceneLayout:
 
     objects: tuple[ObjectSlot, ...]
     statics: tuple[StaticGeom, ...]
-    timestep: float = 0.002
+    timestep: float = DEFAULT_PHYSICS["timestep"]
     fps: float = 25.0
-    solver_iterations: int = 20
-    linesearch_iterations: int = 10
+    solver_iterations: int = DEFAULT_PHYSICS["solver_iterations"]
+    linesearch_iterations: int = DEFAULT_PHYSICS["linesearch_iterations"]
 
     def __post_init__(self):
         if not (self.timestep > 0 and np.isfinite(self.timestep)):

@@ -19,9 +19,12 @@ import mujoco
 
 from physsim import _names, scenarios
 from physsim.validate.physics import (
-    EXPERIMENTS,
+    CLOSED_FORM,
     Row,
+    Settings,
     all_gated_pass,
+    closed_form,
+    family_settings,
     mjx_vs_mujoco_c,
     print_table,
     reference_cases,
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if passed else 1
 
 
-__all__ = ["ASKABILITY_WORLDS", "BALANCE_CONFIGS", "BALANCE_LIMIT", "EXPERIMENTS", "MIN_GROUP", "OOD_ASKED_RATIO",
+__all__ = ["ASKABILITY_WORLDS", "BALANCE_CONFIGS", "BALANCE_LIMIT", "CLOSED_FORM", "MIN_GROUP", "OOD_ASKED_RATIO",
            "OOD_MAX_CLASS", "UNSERVED_LIMIT", "Row", "all_gated_pass", "all_passed", "askability_row",
-           "balance_passed", "config_balance", "main", "mix_passed", "mjx_vs_mujoco_c", "reference_cases",
-           "run_all", "run_balance", "split_askability", "suite_coverage", "write_json"]
+           "balance_passed", "closed_form", "config_balance", "family_settings", "main", "mix_passed", "mjx_vs_mujoco_c", "reference_cases",
+           "Settings", "run_all", "run_balance", "split_askability", "suite_coverage", "write_json"]
