@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= experiments/tiny.py
 ARGS ?=
 
-.PHONY: install test test-fast train validate audit bench clean
+.PHONY: install test test-fast train validate audit bench aot gpu-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ train: $(STAMP)
 # Throughput of every stage and the ratio to the conventional pipeline; ARGS e.g. "--quick".
 bench: $(STAMP)
 	$(BIN)/python -m physsim.bench $(ARGS)
+
+# Every accelerator config's training step compiled for its (scaled) mesh on 8 forced CPU devices: compile time,
+# per-device memory against the target, shardings against tests/golden/shardings.json (~15 min on 2 cores).
+aot: $(STAMP)
+	$(BIN)/python -m physsim.train.aot --json benchmarks/aot/cpu-8dev.json --golden tests/golden/shardings.json
+
+# On a GPU machine: the prepared check (scripts/gpu_check.sh); ARGS e.g. "--dry-run" on a CPU.
+gpu-check:
+	bash scripts/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -12,7 +12,8 @@ from physsim.train.config import Config, DataConfig, EvalConfig, RunConfig, Trai
 
 def get_config() -> Config:
     return Config(
-        model=model_config.get("base", dtype="bfloat16"),
+        # remat: blocks recomputed in the backward pass, as gpu_small must to fit an H100 (`make aot`).
+        model=model_config.get("base", dtype="bfloat16", remat=True),
         # data.families is left at its default: every registered family, weighted equally.
         data=DataConfig(worlds_per_shard=32, questions_per_world=4, shards=8, camera_jitter=0.1),
         train=TrainConfig(steps=50_000, learning_rate=3e-4, warmup_steps=2000, log_every=100, checkpoint_every=2000),

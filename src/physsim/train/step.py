@@ -25,6 +25,7 @@ from flax import nnx, struct
 from physsim import episode
 from physsim import model as model_lib
 from physsim import streams
+from physsim.model import layers as model_layers
 from physsim.model import loss as loss_lib
 from physsim.questions.templates import TASKS
 from physsim.train import data as data_lib
@@ -76,18 +77,19 @@ def init_state(config: Config, mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, T
     """The model's graph, a freshly initialised, sharded state, and the state's shardings."""
     graphdef, abstract_params = nnx.split(model_lib.abstract(config.model))
     shardings = state_shardings(config, mesh, abstract_params)
-    opt = optimizer(config)
-
-    def init(seed):
-        params = nnx.to_pure_dict(nnx.state(model_lib.VLM(config.model, rngs=nnx.Rngs(seed)), nnx.Param))
-        blind = config.train.blind_baseline
-        blind_params = jax.tree.map(jnp.copy, params) if blind else None  # same start as the main model
-        return TrainState(step=jnp.int32(0), key=jax.random.key_data(training_key(config.train.seed)), params=params,
-                          opt_state=opt.init(params), blind_params=blind_params,
-                          blind_opt_state=opt.init(blind_params) if blind else None, replay=empty_replay(config))
-
-    state = jax.jit(init, static_argnums=0, out_shardings=shardings)(config.train.seed)
+    state = jax.jit(initial_state, static_argnums=0, out_shardings=shardings)(config)
     return graphdef, state, shardings
+
+
+def initial_state(config: Config) -> TrainState:
+    """A fresh state (traceable: `jax.eval_shape(initial_state, config)` gives its shapes without allocating)."""
+    opt = optimizer(config)
+    params = nnx.to_pure_dict(nnx.state(model_lib.VLM(config.model, rngs=nnx.Rngs(config.train.seed)), nnx.Param))
+    blind = config.train.blind_baseline
+    blind_params = jax.tree.map(jnp.copy, params) if blind else None  # same start as the main model
+    return TrainState(step=jnp.int32(0), key=jax.random.key_data(training_key(config.train.seed)), params=params,
+                      opt_state=opt.init(params), blind_params=blind_params,
+                      blind_opt_state=opt.init(blind_params) if blind else None, replay=empty_replay(config))
 
 
 def empty_replay(config: Config) -> data_lib.Batch | None:
@@ -126,7 +128,16 @@ def per_task_means(values: jax.Array, task: jax.Array, weight: jax.Array) -> dic
     return out
 
 
-def _update(graphdef, params, opt_state, batch: data_lib.Batch, video, config: Config, bos_id: int, opt):
+def _update(graphdef, params, opt_state, batch: data_lib.Batch, video, config: Config, bos_id: int, opt,
+            mesh: jax.sharding.Mesh | None = None):
+    """One optimiser update; with `mesh`, the model's activations keep the batch's layout (split over the
+    mesh's devices, `layers.batch_layout`)."""
+    layout = None if mesh is None else mesh_lib.batch_sharding(mesh)
+    with model_layers.batch_layout(layout):
+        return _update_in_layout(graphdef, params, opt_state, batch, video, config, bos_id, opt)
+
+
+def _update_in_layout(graphdef, params, opt_state, batch: data_lib.Batch, video, config: Config, bos_id: int, opt):
     answer_in = model_lib.teacher_forcing_inputs(batch.answer, bos_id)
     weight = batch.valid.astype(jnp.float32)
 
@@ -160,7 +171,7 @@ def make_step(config: Config, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh, s
         def one(carry, batch):
             batch = fresh if batch is None else batch
             video = jnp.zeros_like(batch.video) if blind else batch.video
-            params, opt_state, metrics = _update(graphdef, *carry, batch, video, config, bos_id, opt)
+            params, opt_state, metrics = _update(graphdef, *carry, batch, video, config, bos_id, opt, mesh)
             return (params, opt_state), metrics
 
         skipped_before = opt_state.total_notfinite
