@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -11,6 +14,9 @@ from PIL import Image
 from physsim import bench, reference, scenarios
 from physsim.scenarios import measure
 from physsim.sim import simulate
+from physsim.validate import Settings
+
+from helpers import ROOT
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +96,15 @@ def test_reference_rejects_an_unknown_renderer(tmp_path):
 @pytest.mark.slow
 # Its train section compiles the step the runs compile (tests/helpers.py: SMALL is the quick variant): with them.
 @pytest.mark.xdist_group("runs")
-def test_quick_bench_writes_every_section_with_figure_unit_batch_and_device(tmp_path):
+def test_quick_bench_writes_its_sections_with_figure_unit_batch_and_device(tmp_path):
+    """The sections the GPU check's dry run (below) does not run: model and reference (which measures the
+    questions rate it compares with)."""
     out, png = tmp_path / "out.json", tmp_path / "scaling.png"
-    assert bench.main(["--quick", "--json", str(out), "--plot", str(png)]) == 0
+    assert bench.main(["--quick", "--sections", "model", "reference", "--json", str(out), "--plot", str(png)]) == 0
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["device"] and report["jax"] == jax.__version__
     rows = report["results"]
-    assert {r["section"] for r in rows} == set(bench.SECTIONS)
+    assert {r["section"] for r in rows} == {"model", "reference", "questions"}
     for r in rows:
         assert isinstance(r["figure"], float) and math.isfinite(r["figure"]) and r["figure"] > 0, r
         assert r["unit"] and isinstance(r["unit"], str), r
@@ -107,12 +115,39 @@ def test_quick_bench_writes_every_section_with_figure_unit_batch_and_device(tmp_
     assert ref["physsim_qa_per_s"] == ours["figure"]
     assert ref["ratio"] == pytest.approx(ours["figure"] / ref["figure"])
     assert ref["samples"] <= ref["scenes"] == 8
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("runs")
+def test_the_gpu_check_dry_run_records_every_stage(tmp_path):
+    """scripts/gpu_check.sh --dry-run: the GPU check's stages at small sizes on the CPU, its results kept under
+    --out (benchmarks/ untouched): the train section with shares and MFU, the training run's held-out
+    evaluation, and the physics, render and questions sections."""
+    before = sorted(p.name for p in (ROOT / "benchmarks" / "results").iterdir())
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "every stage finished" in proc.stdout
+    (results,) = [p for p in tmp_path.glob("*.json") if p.name != "training_eval.json"]
+    rows = json.loads(results.read_text())["results"]
+    assert {r["section"] for r in rows} == {"train", "physics", "render", "questions"}
+    assert all(math.isfinite(r["figure"]) and r["figure"] > 0 for r in rows)
+    assert {r["batch_size"] for r in rows if r["section"] == "physics"} == {16, 64}
     train = next(r for r in rows if r["section"] == "train")
     assert set(train["share"]) == {"simulation", "rendering", "questions", "model"}
     # Shares are ratios of separately timed programs: under load (two test workers) the simulation timed
     # alone took longer than the whole step, 1.0 is not a bound that holds on any machine.
     assert all(math.isfinite(v) and v >= 0 for v in train["share"].values())
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert train["achieved_flops_per_s"] > 0 and "mfu" in train  # None on a CPU: no peak is known
+    declared = Settings.of(scenarios.get("collision").config.physics()).label()
+    assert {r["settings"] for r in rows if r["section"] == "physics"} == {declared}  # the family's own
+    evaluation = json.loads((tmp_path / "training_eval.json").read_text())
+    assert evaluation["step"] == 2 and evaluation["by_split_task"]
+    assert all({"worlds", "ci_low", "ci_high"} <= set(r) for r in evaluation["by_split_task"])
+    assert (tmp_path / "training.log").read_text().count("held-out suite") >= 1
+    assert sorted(p.name for p in (ROOT / "benchmarks" / "results").iterdir()) == before
 
 
 def test_merged_results_replace_rows_of_the_same_case(tmp_path):

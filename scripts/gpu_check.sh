@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# One prepared GPU check: turns a few minutes on a GPU machine into recorded numbers.
+#
+#   scripts/gpu_check.sh [--dry-run] [--wheels DIR] [--out DIR] [--budget SECONDS]
+#
+# On a machine with a GPU and this repository (a plain checkout, nothing installed) it
+#   1. installs only what is missing, from wheels carried with the tree (--wheels, default .whl; fill it on a
+#      machine with the registries with scripts/gpu_wheels.sh): a module that imports is left as it is;
+#   2. runs, each stage with its share of --budget (default 480 s; 1200 s with --dry-run) and the results of the stages that finished
+#      kept if a later one runs out of time:
+#      - the train section: the gpu_small step's examples/s, its time shares (simulation, rendering, questions,
+#        model) and MFU;
+#      - 100 steps of gpu_small with its held-out evaluation at step 100 (log and eval.json kept);
+#      - the physics section at 1k-64k worlds per family;
+#      - the render section at 64x64 and 128x128 for 1k-16k frames (the JAX ray caster, and MuJoCo Warp where
+#        warp-lang and mujoco-warp import);
+#      - the questions section (the whole jitted pipeline: QA samples/s);
+#   3. writes benchmarks/results/<device>.json and its scaling PNG, and copies them, the logs and the run's
+#      eval.json to --out (default $OUT when set).
+#
+# --dry-run: the same stages on the CPU at small sizes (the quick config instead of gpu_small, 2 training steps,
+# 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite runs it (tests/test_bench.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dry=0 wheels=.whl out=${OUT:-} budget=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dry-run) dry=1 ;;
+    --wheels) wheels=$2; shift ;;
+    --out) out=$2; shift ;;
+    --budget) budget=$2; shift ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] && [ -z "${PYTHON:-}" ] && PY=.venv/bin/python
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [ "$dry" = 1 ]; then
+  export JAX_PLATFORMS=cpu
+  out=${out:-$(mktemp -d)}
+  budget=${budget:-1200}  # two CPU cores compile every program from scratch
+fi
+budget=${budget:-480}
+work=$(mktemp -d)
+log() { echo "gpu_check: $*"; }
+
+# --- 1. what is missing, from carried wheels ---------------------------------------------------------------
+# module to import : wheel file prefix (as pip names the file)
+needs="mujoco:mujoco- mujoco.mjx:mujoco_mjx- flax.nnx:flax- optax:optax- einops:einops- orbax.checkpoint:orbax_checkpoint- rich:rich- tqdm:tqdm- PIL:pillow- matplotlib:matplotlib-"
+missing=($("$PY" - $needs <<'PYEOF'
+import importlib, sys
+for pair in sys.argv[1:]:
+    try:
+        importlib.import_module(pair.split(":")[0])
+    except Exception:
+        print(pair)
+PYEOF
+))
+if [ ${#missing[@]} -gt 0 ]; then
+  files=()
+  for pair in "${missing[@]}"; do
+    module=${pair%%:*} prefix=${pair#*:}
+    found=$(ls "$wheels"/"$prefix"[0-9]*.whl 2>/dev/null | head -1 || true)
+    if [ -z "$found" ]; then
+      log "cannot import $module and no $wheels/$prefix*.whl was carried (scripts/gpu_wheels.sh fills $wheels)" >&2
+      exit 2
+    fi
+    files+=("$found")
+    log "installing $(basename "$found") (import $module failed)"
+  done
+  # Their own needs that are missing too ride along in the same folder (gpu_wheels.sh puts them there).
+  for extra in "$wheels"/*.whl; do
+    case " ${files[*]} " in *" $extra "*) continue ;; esac
+    name=$(basename "$extra" | cut -d- -f1 | tr _ - | tr 'A-Z' 'a-z')
+    "$PY" -m pip show "$name" >/dev/null 2>&1 || files+=("$extra")
+  done
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$work/site" "${files[@]}"
+  export PYTHONPATH="$PYTHONPATH:$work/site"
+fi
+"$PY" -c "import physsim, flax.nnx, mujoco.mjx" || { log "physsim does not import after installing" >&2; exit 2; }
+
+device=$("$PY" -c "from physsim.bench.sections import device_name; print(device_name())")
+slug=$(echo "$device" | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/^-//; s/-$//')
+if [ "$dry" = 1 ]; then
+  results="$out/$slug.json"
+else
+  results="benchmarks/results/$slug.json"
+  case $device in gpu:*|cuda:*) ;; *) log "no GPU here ($device): use --dry-run on a CPU" >&2; exit 2 ;; esac
+fi
+mkdir -p "$(dirname "$results")" ${out:+"$out"}
+log "device $device; results -> $results; budget ${budget} s"
+"$PY" -c "import jax, mujoco, flax; print('gpu_check: jax', jax.__version__, 'mujoco', mujoco.__version__, 'flax', flax.__version__)"
+
+# --- 2. the stages ---------------------------------------------------------------------------------------
+if [ "$dry" = 1 ]; then
+  config=experiments/quick.py steps=2 families="collision"
+  physics="16 64" render_batches="8" questions="16" resolutions="32"
+  render_backends="jax"
+else
+  config=experiments/gpu_small.py steps=100 families=""
+  physics="1024 4096 16384 65536" render_batches="512 2048 8192" questions="64 256" resolutions="64 128"
+  render_backends=""
+fi
+failed=()
+stage() {  # stage NAME SHARE_OF_BUDGET_PERCENT COMMAND...: runs within its share, logs to $work/NAME.log
+  local name=$1 share=$2; shift 2
+  local limit=$(( budget * share / 100 )) start=$SECONDS rc=0
+  log "stage $name (at most ${limit} s): $*"
+  timeout --signal=INT --kill-after=20 "$limit" "$@" 2>&1 | tee "$work/$name.log" || rc=$?
+  [ "$rc" = 0 ] || failed+=("$name (exit $rc)")
+  log "stage $name: exit $rc after $(( SECONDS - start )) s"
+}
+bench=("$PY" -m physsim.bench --update "$results")
+
+stage train 20 "${bench[@]}" --sections train --train-config "$config"
+stage training 35 "$PY" -m physsim.train --config "$config" --train.steps=$steps --eval.every=$steps \
+  --train.checkpoint_every=$steps --train.log_every=$(( steps < 10 ? 1 : 10 )) --run.out_dir="$work/runs" \
+  --run.name=gpu_check --no-resume
+stage physics 20 "${bench[@]}" --sections physics --physics-batches $physics ${families:+--families $families}
+stage render 15 "${bench[@]}" --sections render --render-batches $render_batches --render-resolutions $resolutions \
+  ${render_backends:+--render-backends $render_backends} ${families:+--families $families}
+stage questions 10 "${bench[@]}" --sections questions --questions-batches $questions ${families:+--families $families}
+
+# --- 3. what is kept -------------------------------------------------------------------------------------
+if [ -n "$out" ]; then
+  cp "$results" "${results%.json}.png" "$out"/ 2>/dev/null || true
+  cp "$work"/*.log "$out"/ 2>/dev/null || true
+  cp "$work/runs/gpu_check/eval.json" "$out/training_eval.json" 2>/dev/null || true
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  log "stages that did not finish: ${failed[*]}" >&2
+  exit 1
+fi
+log "every stage finished; results in $results"
