@@ -441,7 +441,7 @@ def test_audit_cli_writes_one_row_per_template_and_refuses_bad_input(tmp_path, m
     import json
 
     # The tests' batch is the audit's batch 0 of the same worlds: reuse it instead of simulating again.
-    monkeypatch.setattr(audit, "measured_batch", lambda family, split, seed, k, n: measured(family, split))
+    monkeypatch.setattr(audit, "measured_batch", lambda family, split, seed, k, n, config=None: measured(family, split))
     out = tmp_path / "audit.json"
     code = audit.main(["--families", "collision", "--split", "train", "--worlds", "8", "--json", str(out)])
     payload = json.loads(out.read_text())
