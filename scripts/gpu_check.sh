@@ -19,7 +19,7 @@
 #      eval.json to --out (default $OUT when set).
 #
 # --dry-run: the same stages on the CPU at small sizes (the quick config instead of gpu_small, 2 training steps and
-# 16-question held-out suites, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite runs it (tests/test_bench.py).
+# a 4-question held-out suite, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite runs it (tests/test_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,11 +96,12 @@ log "device $device; results -> $results; budget ${budget} s"
 
 # --- 2. the stages ---------------------------------------------------------------------------------------
 if [ "$dry" = 1 ]; then
-  config=experiments/quick.py steps=2 families="collision" suite="--eval.questions=16"
+  # The held-out evaluation the tests' runs of quick.py use (tests/helpers.py: SMALL), so its programs are shared.
+  config=experiments/quick.py steps=2 families="collision" suite=(--eval.questions=4 "--eval.splits=('train',)")
   physics="16 64" render_batches="8" questions="16" resolutions="32"
   render_backends="jax"
 else
-  config=experiments/gpu_small.py steps=100 families="" suite=""
+  config=experiments/gpu_small.py steps=100 families="" suite=()
   physics="1024 4096 16384 65536" render_batches="512 2048 8192" questions="64 256" resolutions="64 128"
   render_backends=""
 fi
@@ -116,9 +117,12 @@ stage() {  # stage NAME SHARE_OF_BUDGET_PERCENT COMMAND...: runs within its shar
 bench=("$PY" -m physsim.bench --update "$results")
 
 stage train 20 "${bench[@]}" --sections train --train-config "$config"
-stage training 35 "$PY" -m physsim.train --config "$config" --train.steps=$steps --eval.every=$steps \
+# --stop-at, not --train.steps: the step count is compiled into the learning-rate schedule, so stopping the
+# config's own schedule early runs the very program the train section compiled (a persistent-cache hit); the
+# evaluation due at the --stop-at step runs before it stops.
+stage training 35 "$PY" -m physsim.train --config "$config" --stop-at $steps --eval.every=$steps \
   --train.checkpoint_every=$steps --train.log_every=$(( steps < 10 ? 1 : 10 )) --run.out_dir="$work/runs" \
-  --run.name=gpu_check --no-resume $suite
+  --run.name=gpu_check --no-resume "${suite[@]}"
 stage physics 20 "${bench[@]}" --sections physics --physics-batches $physics ${families:+--families $families}
 stage render 15 "${bench[@]}" --sections render --render-batches $render_batches --render-resolutions $resolutions \
   ${render_backends:+--render-backends $render_backends} ${families:+--families $families}

@@ -98,9 +98,11 @@ def test_reference_rejects_an_unknown_renderer(tmp_path):
 @pytest.mark.xdist_group("runs")
 def test_quick_bench_writes_its_sections_with_figure_unit_batch_and_device(tmp_path):
     """The sections the GPU check's dry run (below) does not run: model and reference (which measures the
-    questions rate it compares with)."""
+    questions rate it compares with, on collision at 16 worlds: the program the dry run's questions stage then
+    loads from the persistent cache)."""
     out, png = tmp_path / "out.json", tmp_path / "scaling.png"
-    assert bench.main(["--quick", "--sections", "model", "reference", "--json", str(out), "--plot", str(png)]) == 0
+    assert bench.main(["--quick", "--sections", "model", "reference", "--families", "collision", "--json", str(out),
+                       "--plot", str(png)]) == 0
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["device"] and report["jax"] == jax.__version__
     rows = report["results"]

@@ -180,8 +180,9 @@ class Result:
 def train(config: Config, *, resume: bool = True, stop_at: int | None = None) -> Result:
     """Runs (or continues) the run described by `config`; see the module docstring for what it writes.
 
-    `stop_at` ends this invocation after that step with a checkpoint, as an interruption would
-    (the config, and so the learning-rate schedule, stay those of the whole run).
+    `stop_at` ends this invocation after that step with a checkpoint, as an interruption would, and after the
+    evaluation due at that step if there is one (the config, and so the learning-rate schedule, stay those of
+    the whole run).
     """
     from rich.console import Console
 
@@ -292,12 +293,14 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
                 if step % config.train.checkpoint_every == 0 or interrupted:
                     settle()
                     save_state(manager, state, config, tokenizer)
+                # A --stop-at step that is an evaluation step is evaluated (a resumed run does not repeat it); a
+                # signal stops without one.
+                if step % config.eval.every == 0 and step < config.train.steps and not stop.signal:
+                    settle()
+                    summary = run_eval(step)
                 if interrupted:
                     stopped = True
                     break
-                if step % config.eval.every == 0 and step < config.train.steps:
-                    settle()
-                    summary = run_eval(step)
             settle()
         step = int(state.step)
         if not stopped:
