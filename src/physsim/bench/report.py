@@ -18,9 +18,13 @@ def plot_scaling(rows: list[dict], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     physics = [r for r in rows if r["section"] == "physics"]
-    for name in sorted({r["scenario"] for r in physics}):
-        mine = sorted((r["batch_size"], r["figure"]) for r in physics if r["scenario"] == name)
-        axes[0].plot(*zip(*mine), marker="o", label=name)
+    colours = {name: f"C{i}" for i, name in enumerate(sorted({r["scenario"] for r in physics}))}
+    # One line per family and physics setting: the family's own settings solid, others (--default-physics) dashed.
+    for name, settings in sorted({(r["scenario"], r.get("settings")) for r in physics}, key=str):
+        mine = [r for r in physics if (r["scenario"], r.get("settings")) == (name, settings)]
+        own = all(r.get("declared", True) for r in mine)
+        axes[0].plot(*zip(*sorted((r["batch_size"], r["figure"]) for r in mine)), marker="o", color=colours[name],
+                     linestyle="-" if own else "--", label=name if own else f"{name} at {settings}")
     axes[0].set(xscale="log", yscale="log", xlabel="worlds per call", ylabel="world-steps/s", title="physics")
     render = [r for r in rows if r["section"] == "render"]
     for case in sorted({(r["backend"], r["resolution"]) for r in render}):
