@@ -10,13 +10,13 @@
 #      kept if a later one runs out of time:
 #      - the train section: the gpu_small step's examples/s, its time shares (simulation, rendering, questions,
 #        model) and MFU;
-#      - 100 steps of gpu_small with its held-out evaluation at step 100 (log and eval.json kept);
+#      - 100 steps of gpu_small with its held-out evaluation at step 100 (log and metrics.jsonl kept);
 #      - the physics section at 1k-64k worlds per family;
 #      - the render section at 64x64 and 128x128 for 1k-16k frames (the JAX ray caster, and MuJoCo Warp where
 #        warp-lang and mujoco-warp import);
 #      - the questions section (the whole jitted pipeline: QA samples/s);
 #   3. writes benchmarks/results/<device>.json and its scaling PNG, and copies them, the logs and the run's
-#      eval.json to --out (default $OUT when set).
+#      metrics.jsonl (its last "eval" line is the evaluation) to --out (default $OUT when set).
 #
 # --dry-run: the same stages on the CPU at small sizes (the quick config instead of gpu_small, 2 training steps and
 # a 4-question held-out suite, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite runs it (tests/test_bench.py).
@@ -132,7 +132,8 @@ stage questions 10 "${bench[@]}" --sections questions --questions-batches $quest
 if [ -n "$out" ]; then
   cp "$results" "${results%.json}.png" "$out"/ 2>/dev/null || true
   cp "$work"/*.log "$out"/ 2>/dev/null || true
-  cp "$work/runs/gpu_check/eval.json" "$out/training_eval.json" 2>/dev/null || true
+  # The run stops early (--stop-at), so its evaluation is a line of metrics.jsonl, not a final eval.json.
+  cp "$work/runs/gpu_check/metrics.jsonl" "$out/training_metrics.jsonl" 2>/dev/null || true
 fi
 if [ ${#failed[@]} -gt 0 ]; then
   log "stages that did not finish: ${failed[*]}" >&2

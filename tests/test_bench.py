@@ -132,7 +132,7 @@ def test_the_gpu_check_dry_run_records_every_stage(tmp_path):
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "every stage finished" in proc.stdout
-    (results,) = [p for p in tmp_path.glob("*.json") if p.name != "training_eval.json"]
+    (results,) = tmp_path.glob("*.json")
     rows = json.loads(results.read_text())["results"]
     assert {r["section"] for r in rows} == {"train", "physics", "render", "questions"}
     assert all(math.isfinite(r["figure"]) and r["figure"] > 0 for r in rows)
@@ -145,7 +145,8 @@ def test_the_gpu_check_dry_run_records_every_stage(tmp_path):
     assert train["achieved_flops_per_s"] > 0 and "mfu" in train  # None on a CPU: no peak is known
     declared = Settings.of(scenarios.get("collision").config.physics()).label()
     assert {r["settings"] for r in rows if r["section"] == "physics"} == {declared}  # the family's own
-    evaluation = json.loads((tmp_path / "training_eval.json").read_text())
+    lines = [json.loads(line) for line in (tmp_path / "training_metrics.jsonl").read_text().splitlines()]
+    evaluation = [e for e in lines if e["kind"] == "eval"][-1]  # --stop-at 2 at an evaluation step evaluates
     assert evaluation["step"] == 2 and evaluation["by_split_task"]
     assert all({"worlds", "ci_low", "ci_high"} <= set(r) for r in evaluation["by_split_task"])
     assert (tmp_path / "training.log").read_text().count("held-out suite") >= 1
