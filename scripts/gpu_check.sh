@@ -19,7 +19,8 @@
 #      metrics.jsonl (its last "eval" line is the evaluation) to --out (default $OUT when set).
 #
 # --dry-run: the same stages on the CPU at small sizes (the quick config instead of gpu_small, 2 training steps and
-# a 4-question held-out suite, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite runs it (tests/test_bench.py).
+# a 4-question held-out suite, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite
+# runs it (tests/test_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

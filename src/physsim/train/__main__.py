@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue an existing run")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
-                        help="stop after this step with a checkpoint (and its evaluation, if one is due), as an interruption would; the same command "
-                             "with a later --stop-at (or none) continues the run: for jobs with a time limit (the "
-                             "learning-rate schedule stays the whole run's)")
+                        help="stop after this step with a checkpoint (and its evaluation, if one is due), as an "
+                             "interruption would; the same command with a later --stop-at (or none) continues the "
+                             "run: for jobs with a time limit (the learning-rate schedule stays the whole run's)")
     args, rest = parser.parse_known_args(argv)
     try:
         config = config_lib.replace(config_lib.load(args.config), config_lib.parse_overrides(rest))
