@@ -307,3 +307,16 @@ def test_seed_summary_gives_mean_and_spread_over_runs_and_refuses_an_unfinished_
     assert row["blind_mean"] == pytest.approx(1 / 3) and row["worlds"] == [91, 92, 91]
     assert "**70.0% ± 20.0%**" in seeds.markdown([row])
     assert seeds.main([str(d) for d in dirs] + [str(tmp_path / "unfinished")]) == 2
+
+    # Runs of different configs are refused by the key that differs; the seed and the name may differ.
+    def config(d, seed, lr):
+        (d / "config.json").write_text(json.dumps({"train": {"seed": seed, "learning_rate": lr},
+                                                   "run": {"name": d.name}}))
+
+    for seed, d in enumerate(dirs):
+        config(d, seed, 3e-3)
+    assert len(seeds.load(dirs)) == 3
+    config(dirs[2], 2, 1e-3)
+    with pytest.raises(ValueError, match=r"differ in train\.learning_rate \(only"):
+        seeds.load(dirs)
+    assert seeds.main([str(d) for d in dirs]) == 2

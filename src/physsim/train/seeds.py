@@ -21,14 +21,35 @@ from physsim.questions.templates import TASKS
 KEYS = ("split", "task")
 
 
+# What may differ between the runs of one summary: the seed and where the run was written.
+PER_RUN = ("train.seed", "run.name", "run.out_dir", "run.progress", "run.tensorboard")
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """A nested config dict as {"section.key": value}."""
+    out = {}
+    for k, v in tree.items():
+        out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
 def load(run_dirs: list[Path]) -> list[dict]:
-    """Each run's eval.json, with a clear error naming a run that has none (not finished, or not a run)."""
-    out = []
+    """Each run's eval.json, with a clear error naming a run that has none (not finished, or not a run), and a
+    ValueError naming the keys where the runs' configs (their config.json, where every run has one) differ in
+    anything but the seed and the run's name and place: a spread over seeds of different configs means nothing."""
+    out, configs = [], []
     for d in run_dirs:
         path = Path(d) / "eval.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no final evaluation (is {d} a finished run directory?)")
         out.append(json.loads(path.read_text()))
+        config = Path(d) / "config.json"
+        configs.append(flat(json.loads(config.read_text())) if config.is_file() else None)
+    if len(configs) > 1 and all(c is not None for c in configs):
+        keys = sorted(set().union(*configs) - set(PER_RUN))
+        differ = [k for k in keys if any(c.get(k) != configs[0].get(k) for c in configs[1:])]
+        if differ:
+            raise ValueError(f"the runs' configs differ in {', '.join(differ)} (only {', '.join(PER_RUN)} may)")
     return out
 
 
@@ -78,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         evals = load(args.runs)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"python -m physsim.train.seeds: error: {e}", file=sys.stderr)
         return 2
     rows = summarise(evals, args.table)
