@@ -153,6 +153,45 @@ def test_the_gpu_check_dry_run_records_every_stage(tmp_path):
     assert sorted(p.name for p in (ROOT / "benchmarks" / "results").iterdir()) == before
 
 
+def test_rows_are_written_as_they_are_measured_so_a_stopped_bench_keeps_them(tmp_path, monkeypatch):
+    """What the GPU check's time limits rely on: the rows of the families measured before a stop (timeout's
+    SIGINT) are already in the results file, and the plot is skipped with a way to draw it where matplotlib
+    is missing."""
+    def physics(batches, seconds, repeats, families, physics=None):
+        if families == ["stack"]:
+            raise KeyboardInterrupt
+        return [{"section": "physics", "scenario": families[0], "batch_size": b, "figure": 1.0,
+                 "unit": "world-steps/s", "device": "cpu:test"} for b in batches]
+
+    monkeypatch.setattr(bench, "bench_physics", physics)
+    out = tmp_path / "r.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--sections", "physics", "--physics-batches", "16", "64", "--families", "collision", "stack",
+                    "--json", str(out)])
+    rows = json.loads(out.read_text())["results"]
+    assert sorted((r["scenario"], r["batch_size"]) for r in rows) == [("collision", 16), ("collision", 64)]
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    assert bench.report.plot_scaling(rows, tmp_path / "p.png", "t") is False and not (tmp_path / "p.png").exists()
+
+
+def test_overrides_of_the_train_section_are_checked_before_anything_is_measured(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--sections", "train", "--train-config", str(ROOT / "experiments" / "quick.py"),
+                    "--train-set", "data.shardz=1"])
+    err = capsys.readouterr().err
+    assert "data.shardz" in err and "data.shards" in err, err  # the key, and the one meant
+    with pytest.raises(SystemExit):
+        bench.main(["--sections", "train", "--train-set", "shards"])
+
+
+@pytest.mark.parametrize("args, message", [(["--budget", "8m"], "--budget 8m"),
+                                           (["--stages", "train,fizz"], "unknown stage 'fizz'")])
+def test_the_gpu_check_refuses_a_bad_budget_or_stage_before_doing_anything(args, message):
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
 def test_merged_results_replace_rows_of_the_same_case(tmp_path):
     path = tmp_path / "r.json"
     header = {"device": "cpu:test"}

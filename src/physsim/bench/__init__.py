@@ -47,6 +47,7 @@ from physsim.bench.sections import (
     render_backends,
 )
 from physsim.sim.scene import DEFAULT_PHYSICS, warp_available
+from physsim.train import config as config_lib
 
 SECTIONS = ("physics", "render", "questions", "model", "train", "reference")
 EXPERIMENTS = Path(__file__).resolve().parents[3] / "experiments"  # in a checkout
@@ -81,12 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-config", default=None,
                         help="config of the train section (default: experiments/quick.py with --quick, else "
                              "experiments/tiny.py on CPU, experiments/gpu_small.py on accelerators)")
+    parser.add_argument("--train-set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="overrides of the train section's config, as the trainer takes them (e.g. "
+                             "data.shards=1: one GPU simulating what each GPU of an 8-GPU node would)")
     parser.add_argument("--families", nargs="+", default=None,
                         help="scene families of the physics, questions and reference sections, the first also of "
                              "the render section (default: every registered one; with --quick, those of "
                              "experiments/quick.py)")
     parser.add_argument("--table", type=Path, default=None, metavar="RESULTS_JSON",
-                        help="print recorded results as a Markdown table and exit")
+                        help="print recorded results as a Markdown table (and draw them with --plot) and exit")
     parser.add_argument("--cpu-devices", type=int, default=None,
                         help="split the CPU into this many XLA devices (one per core is fastest for the "
                              "questions pipeline; the train section needs its config's shards to divide it)")
@@ -98,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             parser.error(f"--{flag.replace('_', '-')} {bad[0]}: sizes must be positive")
     if args.table:
-        print(markdown_table(json.loads(args.table.read_text())))
+        recorded = json.loads(args.table.read_text())
+        print(markdown_table(recorded))
+        if args.plot and not plot_scaling(recorded["results"], args.plot, f"physsim throughput on {recorded['device']}"
+                                          f" ({recorded.get('cpu_cores')} CPU cores)"):
+            parser.error("--plot: matplotlib is not installed")
         return 0
     if args.cpu_devices is not None:
         if args.cpu_devices < 1:
@@ -110,17 +118,24 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                    f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
         jax.config.update("jax_platforms", "cpu")
+    try:
+        train_overrides = config_lib.parse_overrides([f"--{kv}" for kv in args.train_set])
+    except config_lib.ConfigError as e:
+        parser.error(f"--train-set: {e}")
     on_cpu = jax.devices()[0].platform == "cpu"
     train_config = args.train_config or str(EXPERIMENTS / ("quick.py" if args.quick else "tiny.py" if on_cpu
                                                            else "gpu_small.py"))
     needs_config = "train" in args.sections or (args.quick and not args.families)
     if needs_config and not Path(train_config).is_file():
         parser.error(f"--train-config {train_config}: no such file (run from a checkout, or pass a config)")
+    if "train" in args.sections:  # a wrong key or value is refused before anything is measured
+        try:
+            config_lib.replace(config_lib.load(train_config), train_overrides)
+        except config_lib.ConfigError as e:
+            parser.error(f"--train-set: {e}")
     if args.families:
         families = args.families
     elif args.quick:  # the quick config's families: one cheap one
-        from physsim.train import config as config_lib
-
         families = [name for name, _ in config_lib.load(train_config).data.families]
     else:
         families = env_lib.list()
@@ -133,39 +148,50 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{k}={v}" for k, v in header.items()), flush=True)
     repeats = 1 if args.quick else 3
     rows: list[dict] = []
+    plot = args.plot or next((p.with_suffix(".png") for p in (args.update, args.json) if p), None)
+
+    def emit(new_rows: list[dict]) -> None:
+        """Keep rows as they are measured: a run stopped by a time limit (the GPU check's stages) keeps what
+        it finished."""
+        rows.extend(new_rows)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
+        if args.update:
+            merge_results(args.update, header, rows)
+
     if "physics" in args.sections:
         batches = args.physics_batches or ([16] if args.quick else [16, 64, 256, 1024])
-        rows += bench_physics(batches, 0.4, repeats, families)
+        for name in families:
+            emit(bench_physics(batches, 0.4, repeats, [name]))
         if args.default_physics:  # before / after: the families that declare their own settings, at the old ones
-            changed = [f for f in families if scenarios.get(f).config.physics() != DEFAULT_PHYSICS]
-            rows += bench_physics(batches, 0.4, repeats, changed, physics=DEFAULT_PHYSICS)
+            for name in [f for f in families if scenarios.get(f).config.physics() != DEFAULT_PHYSICS]:
+                emit(bench_physics(batches, 0.4, repeats, [name], physics=DEFAULT_PHYSICS))
     if "render" in args.sections:
         batches = args.render_batches or ([8] if args.quick else [8, 32, 128, 512])  # x2 frames each
         backends = args.render_backends or (["jax"] if args.quick else render_backends())
         if "warp" in backends and not warp_available():
             parser.error("--render-backends warp: warp-lang and mujoco-warp are not installed")
         resolutions = args.render_resolutions or ([64] if args.quick else [64, 128])
-        rows += bench_render(batches, resolutions, repeats, backends, families[0])
+        for b in batches:
+            emit(bench_render([b], resolutions, repeats, backends, families[0]))
     questions_batch = 16 if args.quick else 64
     if "questions" in args.sections:
         for b in args.questions_batches or ([16] if args.quick else [16, 32, 64]):
-            rows += bench_questions(b, repeats, families)
+            emit(bench_questions(b, repeats, families))
     if "model" in args.sections:
         sizes = args.model_sizes or (["tiny"] if on_cpu or args.quick else ["tiny", "small", "base"])
-        rows += bench_model(sizes, args.model_batch or (8 if args.quick else 32), repeats)
+        emit(bench_model(sizes, args.model_batch or (8 if args.quick else 32), repeats))
     if "train" in args.sections:
-        rows += bench_train(train_config, repeats)
+        emit(bench_train(train_config, repeats, train_overrides))
     if "reference" in args.sections:
         scenes = args.reference_scenes or (8 if args.quick else 64)
-        rows += bench_reference(families, scenes, rows, questions_batch, repeats)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
-    if args.update:
-        rows = merge_results(args.update, header, rows)
-    plot = args.plot or next((p.with_suffix(".png") for p in (args.update, args.json) if p), None)
+        emit(bench_reference(families, scenes, rows, questions_batch, repeats))
     if plot:
-        plot_scaling(rows, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)")
+        drawn = merge_results(args.update, header, []) if args.update else rows
+        if not plot_scaling(drawn, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)"):
+            print(f"no scaling plot: matplotlib is not installed here (draw it where it is: "
+                  f"python -m physsim.bench --table {args.update or args.json} --plot {plot})", flush=True)
     return 0
 
 

@@ -8,10 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_scaling(rows: list[dict], path: Path, title: str) -> None:
+def plot_scaling(rows: list[dict], path: Path, title: str) -> bool:
     """Log-log throughput vs batch size: physics per family, rendering per backend and resolution,
-    and QA samples/s of physsim vs the reference pipeline per family."""
-    import matplotlib
+    and QA samples/s of physsim vs the reference pipeline per family. False, and nothing drawn, where matplotlib
+    is not installed (a GPU machine that cannot fetch it: the plot is drawn later from the JSON)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -46,6 +50,7 @@ def plot_scaling(rows: list[dict], path: Path, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def _num(x: float) -> str:

@@ -179,8 +179,9 @@ def bench_model(sizes, batch_size: int, repeats: int) -> list[dict]:
     return rows
 
 
-def bench_train(config_path: str, repeats: int) -> list[dict]:
-    """The real training step of a config: examples/s and where its time goes.
+def bench_train(config_path: str, repeats: int, overrides: dict | None = None) -> list[dict]:
+    """The real training step of a config (with `overrides`, dotted keys as the trainer takes them): examples/s
+    and where its time goes.
 
     Besides the whole step, the same step's pieces are jitted and timed on
     their own with the same shapes: simulation (sample, simulate with twins,
@@ -197,7 +198,7 @@ def bench_train(config_path: str, repeats: int) -> list[dict]:
     from physsim.train import mesh as mesh_lib
     from physsim.train import step as step_lib
 
-    config = config_lib.load(config_path)
+    config = config_lib.replace(config_lib.load(config_path), overrides or {})
     # As many devices as divide the config's scene shards (a 1-shard config on a CPU split into 2 uses 1).
     n = max(d for d in range(1, jax.device_count() + 1) if config.data.shards % d == 0)
     mesh = mesh_lib.make_mesh(config.train.fsdp, devices=jax.devices()[:n])
@@ -248,7 +249,7 @@ def bench_train(config_path: str, repeats: int) -> list[dict]:
     achieved = flops.train_flops_per_example(config.model) * n_trained * copies / t_step
     peak = flops.peak_flops(jax.devices()[0].device_kind)
     peak = None if peak is None else peak * mesh.size
-    row = {"section": "train", "config": config_path,
+    row = {"section": "train", "config": config_path, "overrides": dict(overrides or {}),
            "size": config.model.size, "batch_size": n_trained,
            "achieved_flops_per_s": achieved, "mfu": None if peak is None else achieved / peak,
            "figure": n_trained / t_step, "unit": "examples/s", "fresh_qa_per_s": n_fresh / t_step,
