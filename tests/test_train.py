@@ -154,8 +154,8 @@ def test_resume_continues_exactly_where_the_run_left_off(uninterrupted, tmp_path
     with pytest.raises(ConfigError, match="already holds a checkpoint of step 13"):
         run.train(same_run, stop_at=13)  # a --stop-at the run has passed is refused, nothing touched
     assert files(same_run.run_dir) == before
-    resumed = run.train(same_run)
-    assert resumed.step == 16
+    resumed = run.train(same_run, stop_at=16)  # a stop at the last step is the run's end: evaluated, eval.json
+    assert resumed.step == 16 and (resumed.run_dir / "eval.json").exists()
     a, b = losses(straight.run_dir), losses(resumed.run_dir)
     assert sorted(b) == list(range(1, 17))  # nothing lost, nothing logged twice
     for s in (13, 14, 15, 16):

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="stop after this step with a checkpoint (and its evaluation, if one is due), as an "
                              "interruption would; the same command with a later --stop-at (or none) continues the "
-                             "run: for jobs with a time limit (the learning-rate schedule stays the whole run's)")
+                             "run: for jobs with a time limit (the learning-rate schedule stays the whole run's; "
+                             "the last step, train.steps, finishes the run as usual)")
     args, rest = parser.parse_known_args(argv)
     try:
         config = config_lib.replace(config_lib.load(args.config), config_lib.parse_overrides(rest))

@@ -192,6 +192,8 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     data_lib.check(config, n_devices)
     if stop_at is not None and not 1 <= stop_at <= config.train.steps:
         raise ConfigError(f"stop at step {stop_at}: the run has steps 1 to train.steps={config.train.steps}")
+    if stop_at == config.train.steps:  # the run's own end: finished as any run is, evaluated, with its eval.json
+        stop_at = None
     tokenizer = episode.default_tokenizer()
     if tokenizer.size > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {tokenizer.size} tokens; model.vocab_size={config.model.vocab_size} is too small")
