@@ -8,9 +8,9 @@
 #      machine with the registries with scripts/gpu_wheels.sh): a module that imports is left as it is;
 #      matplotlib is optional (without it the scaling PNG is drawn later from the JSON, as the log says);
 #   2. runs the stages of --stages (comma-separated, default train,training,physics,render,questions), each within
-#      its share of --budget (default 480 s; 1200 s with --dry-run); a stage that runs out of time keeps the rows
-#      it finished (the bench writes each family's and batch's rows as it measures them), and a second call with
-#      the stages left finishes the check:
+#      its share of --budget (seconds, at least 60; default 480, 1200 with --dry-run; the shares add up to 90%,
+#      the rest is for installing and starting Python), a stage that runs out of time keeping the rows it
+#      finished:
 #      - train: the gpu_small step's examples/s, its time shares (simulation, rendering, questions, model) and
 #        MFU;
 #      - training: 100 steps of gpu_small with its held-out evaluation at step 100 (log and metrics.jsonl kept);
@@ -18,12 +18,15 @@
 #      - render: 64x64 and 128x128 for 1k-16k frames (the JAX ray caster, and MuJoCo Warp where warp-lang and
 #        mujoco-warp import);
 #      - questions: the whole jitted pipeline (QA samples/s);
-#      gpu_small is scaled to the GPUs present (data.shards = their number where it divides the config's 8): each
-#      GPU simulates, renders and trains what one GPU of the 8-GPU node it was written for does (all 8 shards on
-#      one GPU would need about 8 times the memory that `make aot` estimates per device);
-#   3. writes benchmarks/results/<device>.json and its scaling PNG, and, after every stage, copies them, the
-#      stage logs and the run's metrics.jsonl (its last "eval" line is the evaluation) to --out (default $OUT
-#      when set): what a time limit cuts short is already there.
+#      gpu_small is scaled to the GPUs present (data.shards = their number): each GPU simulates, renders and
+#      trains what one GPU of the 8-GPU node it was written for does (all 8 shards on one GPU would hold about 8
+#      times the temporaries that `make aot` estimates per device, more than an H100 has);
+#   3. writes everything to --out (default $OUT, else a new folder under /tmp, kept) as it is measured: the
+#      bench merges its rows into --out/<device>.json as it measures each family and batch, the stage logs are
+#      written there, and the run's metrics.jsonl (its last "eval" line is the evaluation) is copied there after
+#      its stage; so a limit on the whole call loses nothing already measured. A real run also copies the
+#      results (and the scaling PNG, where matplotlib is) to benchmarks/results/ after every stage and starts
+#      from the copy there, so a second call with the stages left (--stages) adds to the first's rows.
 #
 # --dry-run: the same stages on the CPU at small sizes (the quick config instead of gpu_small, 2 training steps and
 # a 4-question held-out suite, 16-64 worlds), results under --out only (benchmarks/ untouched). The test suite
@@ -44,7 +47,11 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case $budget in ''|*[!0-9]*) [ -z "$budget" ] || { echo "gpu_check.sh: --budget $budget: seconds, a whole number" >&2; exit 2; } ;; esac
+if [ -n "$budget" ]; then
+  case $budget in *[!0-9]*) echo "gpu_check.sh: --budget $budget: seconds, a whole number" >&2; exit 2 ;; esac
+  budget=$(( 10#$budget ))
+  [ "$budget" -ge 60 ] || { echo "gpu_check.sh: --budget $budget: at least 60 seconds" >&2; exit 2; }
+fi
 for s in ${stages//,/ }; do
   case $s in train|training|physics|render|questions) ;;
     *) echo "gpu_check.sh: --stages: unknown stage '$s' (train, training, physics, render, questions)" >&2; exit 2 ;;
@@ -55,9 +62,9 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ "$dry" = 1 ]; then
   export JAX_PLATFORMS=cpu
-  out=${out:-$(mktemp -d)}
   budget=${budget:-1200}  # two CPU cores compile every program from scratch
 fi
+out=${out:-$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")}  # kept: the logs, the results, the run's metrics
 budget=${budget:-480}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -109,15 +116,18 @@ fi
 # The last line only: MJX prints "Failed to import warp" on stdout where warp-lang is not installed.
 device=$("$PY" -c "from physsim.bench.sections import device_name; print(device_name())" | tail -1)
 slug=$(echo "$device" | tr 'A-Z' 'a-z' | sed 's/[^a-z0-9]\+/-/g; s/^-//; s/-$//')
-if [ "$dry" = 1 ]; then
-  results="$out/$slug.json"
-else
-  results="benchmarks/results/$slug.json"
+# The bench merges its rows into $out/<device>.json as it measures them, and stage logs go there too, so a limit
+# on the whole call loses nothing already measured; a real run copies the file to benchmarks/results/ after every
+# stage (and starts from the copy there, so a second call with --stages adds to the first's rows).
+results="$out/$slug.json" record=
+if [ "$dry" = 0 ]; then
   case $device in gpu:*|cuda:*) ;; *) log "no GPU here ($device): use --dry-run on a CPU" >&2; exit 2 ;; esac
+  record="benchmarks/results/$slug.json"
 fi
-mkdir -p "$(dirname "$results")" ${out:+"$out"}
-logs=${out:-$work}  # stage logs go straight to --out, so that a time limit on the whole call loses none
-log "device $device; results -> $results; budget ${budget} s"
+mkdir -p "$out"
+[ -z "$record" ] || [ ! -f "$record" ] || [ -f "$results" ] || cp "$record" "$results"
+logs=$out
+log "device $device; results -> $results${record:+ and $record}; logs -> $out; budget ${budget} s"
 "$PY" -c "import jax, mujoco, flax; print('gpu_check: jax', jax.__version__, 'mujoco', mujoco.__version__, 'flax', flax.__version__)"
 
 # --- 2. the stages ---------------------------------------------------------------------------------------
@@ -131,16 +141,14 @@ else
   physics="1024 4096 16384 65536" render_batches="512 2048 8192" questions="64 256" resolutions="64 128"
   render_backends=""
   gpus=$("$PY" -c "import jax; print(jax.device_count())" | tail -1)
-  scale=()
-  [ $(( 8 % gpus )) = 0 ] && scale=(data.shards=$gpus)  # gpu_small's 8 shards: one per GPU of an 8-GPU node
-  log "$gpus GPU(s): gpu_small with ${scale[*]-its own 8 shards}"
+  scale=(data.shards=$gpus)  # gpu_small's 8 shards are one per GPU of an 8-GPU node: one per GPU here
+  log "$gpus GPU(s): gpu_small with ${scale[*]}"
 fi
 failed=()
-keep() {  # what is measured so far, to --out
-  [ -n "$out" ] || return 0
-  cp "$results" "${results%.json}.png" "$out"/ 2>/dev/null || true
+keep() {  # what is measured so far: the run's metrics to --out, the results to benchmarks/results/ (real runs)
   # The run stops early (--stop-at), so its evaluation is a line of metrics.jsonl, not a final eval.json.
   cp "$work/runs/gpu_check/metrics.jsonl" "$out/training_metrics.jsonl" 2>/dev/null || true
+  [ -z "$record" ] || cp "$results" "${results%.json}.png" "$(dirname "$record")"/ 2>/dev/null || true
 }
 stage() {  # stage NAME SHARE_OF_BUDGET_PERCENT COMMAND...: runs within its share, logs to $logs/NAME.log
   local name=$1 share=$2; shift 2
@@ -158,21 +166,21 @@ train_set=()
 overrides=()
 for kv in ${scale[@]+"${scale[@]}"}; do overrides+=("--$kv"); done
 
-stage train 20 "${bench[@]}" --sections train --train-config "$config" ${train_set[@]+"${train_set[@]}"}
+stage train 18 "${bench[@]}" --sections train --train-config "$config" ${train_set[@]+"${train_set[@]}"}
 # --stop-at, not --train.steps: the step count is compiled into the learning-rate schedule, so stopping the
 # config's own schedule early runs the very program the train section compiled (a persistent-cache hit); the
 # evaluation due at the --stop-at step runs before it stops.
-stage training 35 "$PY" -m physsim.train --config "$config" --stop-at $steps --eval.every=$steps \
+stage training 32 "$PY" -m physsim.train --config "$config" --stop-at $steps --eval.every=$steps \
   --train.checkpoint_every=$steps --train.log_every=$(( steps < 10 ? 1 : 10 )) --run.out_dir="$work/runs" \
   --run.name=gpu_check --no-resume ${suite[@]+"${suite[@]}"} ${overrides[@]+"${overrides[@]}"}
-stage physics 20 "${bench[@]}" --sections physics --physics-batches $physics ${families:+--families $families}
-stage render 15 "${bench[@]}" --sections render --render-batches $render_batches --render-resolutions $resolutions \
+stage physics 18 "${bench[@]}" --sections physics --physics-batches $physics ${families:+--families $families}
+stage render 13 "${bench[@]}" --sections render --render-batches $render_batches --render-resolutions $resolutions \
   ${render_backends:+--render-backends $render_backends} ${families:+--families $families}
-stage questions 10 "${bench[@]}" --sections questions --questions-batches $questions ${families:+--families $families}
+stage questions 9 "${bench[@]}" --sections questions --questions-batches $questions ${families:+--families $families}
 
 # --- 3. what is kept (after every stage, above) -------------------------------------------------------------
 if [ ${#failed[@]} -gt 0 ]; then
-  log "stages that did not finish: ${failed[*]} (rerun them with --stages; finished rows are kept)" >&2
+  log "stages that did not finish: ${failed[*]} (rerun them with --stages; finished rows are kept in $results)" >&2
   exit 1
 fi
 log "every stage finished; results in $results"

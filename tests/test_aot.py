@@ -3,7 +3,8 @@ the shardings of the golden file and a per-device memory estimate that fits its 
 
 The golden file holds the layouts the step asks for (parameters, optimiser state, batch, mesh) and, from the
 compiled model update, the arrays XLA returns in another layout than the state's (tpu_pod_large's slot-head norm
-bias and its Adam moments); the whole step's other internal layouts are XLA's and not compared."""
+bias and its Adam moments, in the model and its blind copy); the whole step's other internal layouts are XLA's and
+not compared."""
 
 import json
 import os
@@ -64,7 +65,7 @@ def test_the_golden_comparison_names_every_changed_sharding():
     assert any("['new']['kernel']" in line and "missing" in line for line in lines), lines
     assert any(line.startswith("mesh") for line in lines) and any(line.startswith("batch") for line in lines)
     # What XLA's compiled update returns in another layout than the state's (`--part update`; a planted
-    # constraint replicating tpu_pod_large's updated parameters made 35 of them so): a new one and one no
+    # constraint replicating tpu_pod_large's updated parameters made 70 of them so, 35 per copy): a new one and one no
     # longer moved are both reported; a whole-step comparison, which has no such list, does not look.
     planted = "params['x']: held as ['fsdp'], returned as [None]"
     moved = dict(golden, moved_by_update=golden["moved_by_update"][1:] + [planted])

@@ -203,3 +203,10 @@ def test_merged_results_replace_rows_of_the_same_case(tmp_path):
     assert json.loads(path.read_text())["results"] == merged
     with pytest.raises(SystemExit, match="holds results of cpu:test"):
         bench.merge_results(path, {"device": "gpu:other"}, [row])
+    # A train row without overrides replaces one recorded before rows had them; one with overrides is its own case.
+    train = {"section": "train", "config": "q.py", "batch_size": 8, "figure": 1.0, "device": "cpu:test"}
+    bench.merge_results(path, header, [train])
+    merged = bench.merge_results(path, header, [{**train, "overrides": {}, "figure": 2.0},
+                                                {**train, "overrides": {"data.shards": 1}, "figure": 3.0}])
+    assert sorted(r["figure"] for r in merged if r["section"] == "train") == [2.0, 3.0]
+    assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file, replaced in one step

@@ -35,7 +35,7 @@ import numpy as np
 from physsim import _names, scenarios
 from physsim import env as env_lib
 from physsim import render as render_lib
-from physsim.bench.report import markdown_table, merge_results, plot_scaling
+from physsim.bench.report import markdown_table, merge_results, plot_scaling, write_atomically
 from physsim.bench.sections import (
     bench_model,
     bench_physics,
@@ -155,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         it finished."""
         rows.extend(new_rows)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({**header, "results": rows}, indent=2))
+            write_atomically(args.json, json.dumps({**header, "results": rows}, indent=2))
         if args.update:
             merge_results(args.update, header, rows)
 
@@ -191,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         drawn = merge_results(args.update, header, []) if args.update else rows
         if not plot_scaling(drawn, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)"):
             print(f"no scaling plot: matplotlib is not installed here (draw it where it is: "
-                  f"python -m physsim.bench --table {args.update or args.json} --plot {plot})", flush=True)
+                  f"python -m physsim.bench --table {args.update or args.json or 'RESULTS.json'} --plot {plot})",
+                  flush=True)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,10 @@ def markdown_table(report: dict) -> str:
 
 
 def _case(row: dict) -> tuple:
+    # No overrides and an empty set of them (rows recorded before --train-set) are the same case.
     return tuple(str(row.get(k)) for k in ("section", "scenario", "backend", "size", "config", "batch_size",
-                                           "devices", "resolution", "device", "settings"))
+                                           "devices", "resolution", "device", "settings")) + \
+        (str(row.get("overrides") or None),)
 
 
 def merge_results(path: Path, header: dict, rows: list[dict]) -> list[dict]:
@@ -110,7 +113,15 @@ def merge_results(path: Path, header: dict, rows: list[dict]) -> list[dict]:
         raise SystemExit(f"--update {path}: it holds results of {old.get('device')}, this is {header['device']}")
     new_cases = {_case(r) for r in rows}
     kept = [r for r in old["results"] if _case(r) not in new_cases]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**old, **header, "results": kept + rows}, indent=2))
+    write_atomically(path, json.dumps({**old, **header, "results": kept + rows}, indent=2))
     return kept + rows
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """The file is the old one or the new one, never a half-written one: the bench rewrites its results while a
+    time limit's SIGINT may arrive."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
