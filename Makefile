@@ -41,7 +41,7 @@ validate: $(STAMP)
 	$(BIN)/python -m physsim.validate --json out/validate.json
 
 # Every template's answer re-derived by an independent route on 512 fresh worlds per family and split
-# (MuJoCo C in float64 over twice the rollout, or the segmentation of the frames shown); ~1 h on 2 cores.
+# (MuJoCo C in float64 over twice the rollout, or the segmentation of the frames shown); ~2 h on 2 cores (130 min measured).
 audit: $(STAMP)
 	$(BIN)/python -m physsim.audit --worlds 512 --json benchmarks/audit_cpu.json
 
