@@ -1,8 +1,8 @@
 """A longer CPU run (2 hours or more on 2 cores): the tiny model on five families, every task type.
 
-Measured after the label fixes: 0.065 steps/s over its first 100 steps (another job shared the machine for
-part of it), and its evaluation at step 100 was still running 30 minutes later with a test suite beside it;
-the "45 minutes" it once took predates the shadow worlds and the balanced draws.
+Measured on 2026-12-07 (seed 0, after the label fixes and the per-family physics settings): 2 h 10 min on 2
+cores, 0.06 steps/s, the held-out suites simulated once (15 min, beside other jobs) and each evaluation then
+~20 s; the "45 minutes" it once took predates the shadow worlds and the balanced draws.
 
 Adds ramp (rolls / slides / stays, speeds) and chain (the only family with
 causal questions: did the red ball make the blue one move?) to tiny.py's
