@@ -3,10 +3,11 @@
     make train CONFIG=experiments/gpu_small.py
 Each of the 8 scene shards simulates 32 worlds, shared by the six families
 (5 each after rounding: 30, with their counterfactual twins), and asks 4
-questions per world: 960 questions per step, one shard per GPU. On fewer GPUs pass `--data.shards=N` (N = 1, 2 or 4) so that each
-GPU keeps one shard's work: the 8 shards divide 1, 2 or 4 devices too, but
-all 8 on one GPU would hold about 8 times the ~16 GB of temporaries that
-`make aot` estimates per GPU (scaled, not compiled), more than an H100 has.
+questions per world: 960 questions per step, one shard per GPU. On fewer
+GPUs pass `--data.shards=N` (N = 1, 2 or 4) so that each GPU keeps one
+shard's work: the 8 shards divide 1, 2 or 4 devices too, but all 8 on one
+GPU would hold about 8 times the ~16 GB of temporaries that `make aot`
+estimates per GPU (scaled, not compiled), more than an H100 has.
 """
 
 from physsim.model import config as model_config

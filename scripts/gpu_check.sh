@@ -126,7 +126,6 @@ if [ "$dry" = 0 ]; then
 fi
 mkdir -p "$out"
 [ -z "$record" ] || [ ! -f "$record" ] || [ -f "$results" ] || cp "$record" "$results"
-logs=$out
 log "device $device; results -> $results${record:+ and $record}; logs -> $out; budget ${budget} s"
 "$PY" -c "import jax, mujoco, flax; print('gpu_check: jax', jax.__version__, 'mujoco', mujoco.__version__, 'flax', flax.__version__)"
 
@@ -150,12 +149,12 @@ keep() {  # what is measured so far: the run's metrics to --out, the results to 
   cp "$work/runs/gpu_check/metrics.jsonl" "$out/training_metrics.jsonl" 2>/dev/null || true
   [ -z "$record" ] || cp "$results" "${results%.json}.png" "$(dirname "$record")"/ 2>/dev/null || true
 }
-stage() {  # stage NAME SHARE_OF_BUDGET_PERCENT COMMAND...: runs within its share, logs to $logs/NAME.log
+stage() {  # stage NAME SHARE_OF_BUDGET_PERCENT COMMAND...: runs within its share, logs to $out/NAME.log
   local name=$1 share=$2; shift 2
   case ",$stages," in *",$name,"*) ;; *) log "stage $name: not in --stages"; return 0 ;; esac
   local limit=$(( budget * share / 100 )) start=$SECONDS rc=0
   log "stage $name (at most ${limit} s): $*"
-  timeout --signal=INT --kill-after=20 "$limit" "$@" 2>&1 | tee "$logs/$name.log" || rc=$?
+  timeout --signal=INT --kill-after=20 "$limit" "$@" 2>&1 | tee "$out/$name.log" || rc=$?
   [ "$rc" = 0 ] || failed+=("$name (exit $rc)")
   log "stage $name: exit $rc after $(( SECONDS - start )) s"
   keep

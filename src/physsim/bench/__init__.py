@@ -149,15 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.quick else 3
     rows: list[dict] = []
     plot = args.plot or next((p.with_suffix(".png") for p in (args.update, args.json) if p), None)
+    # What the plot draws: this run's rows, or with --update the whole record they are merged into (read here, so a
+    # record of another device is refused before anything is measured).
+    drawn = merge_results(args.update, header, []) if args.update else rows
 
     def emit(new_rows: list[dict]) -> None:
         """Keep rows as they are measured: a run stopped by a time limit (the GPU check's stages) keeps what
         it finished."""
+        nonlocal drawn
         rows.extend(new_rows)
         if args.json:
             write_atomically(args.json, json.dumps({**header, "results": rows}, indent=2))
         if args.update:
-            merge_results(args.update, header, rows)
+            drawn = merge_results(args.update, header, rows)
 
     if "physics" in args.sections:
         batches = args.physics_batches or ([16] if args.quick else [16, 64, 256, 1024])
@@ -187,7 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         scenes = args.reference_scenes or (8 if args.quick else 64)
         emit(bench_reference(families, scenes, rows, questions_batch, repeats))
     if plot:
-        drawn = merge_results(args.update, header, []) if args.update else rows
         if not plot_scaling(drawn, plot, f"physsim throughput on {header['device']} ({header['cpu_cores']} CPU cores)"):
             print(f"no scaling plot: matplotlib is not installed here (draw it where it is: "
                   f"python -m physsim.bench --table {args.update or args.json or 'RESULTS.json'} --plot {plot})",

@@ -186,26 +186,19 @@ def moved_by_update(state, output_shardings) -> list[str]:
     state's layout, so each costs a resharding every step (a planted change that replicated the updated
     parameters of tpu_pod_large moved 70 arrays, 35 per copy); the golden file holds the list, so a change to it
     fails."""
-    copies = [("params", "opt_state", output_shardings)]  # the update returns (params, opt_state, metrics) ...
-    if state.blind_params is not None:  # ... or that and the blind copy's: ((...), (blind_params, ...))
-        copies = [("params", "opt_state", output_shardings[0]),
-                  ("blind_params", "blind_opt_state", output_shardings[1])]
-    lines = []
-    for params, opt_state, outs in copies:
-        lines += _moved(state, ((params, outs[0]), (opt_state, outs[1])))
-    return lines
-
-
-def _moved(state, pairs) -> list[str]:
     import jax
 
+    # The update returns (params, opt_state, metrics), or that and the blind copy's: ((...), (blind_params, ...)).
+    copies = (output_shardings,) if state.blind_params is None else output_shardings
+    names = (("params", "opt_state"), ("blind_params", "blind_opt_state"))
     lines = []
-    for part, returned in pairs:
-        held = jax.tree_util.tree_flatten_with_path(getattr(state, part))[0]
-        for (path, leaf), got in zip(held, jax.tree_util.tree_leaves(returned), strict=True):
-            if not got.is_equivalent_to(leaf.sharding, len(leaf.shape)):
-                lines.append(f"{part}{jax.tree_util.keystr(path)}: held as {_spec(leaf.sharding)}, returned as "
-                             f"{_spec(got) or got}")
+    for parts, returned_copy in zip(names, copies):
+        for part, returned in zip(parts, returned_copy[:2]):
+            held = jax.tree_util.tree_flatten_with_path(getattr(state, part))[0]
+            for (path, leaf), got in zip(held, jax.tree_util.tree_leaves(returned), strict=True):
+                if not got.is_equivalent_to(leaf.sharding, len(leaf.shape)):
+                    lines.append(f"{part}{jax.tree_util.keystr(path)}: held as {_spec(leaf.sharding)}, returned as "
+                                 f"{_spec(got) or got}")
     return lines
 
 
