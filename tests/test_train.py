@@ -306,6 +306,9 @@ def test_seed_summary_gives_mean_and_spread_over_runs_and_refuses_an_unfinished_
     assert row["mean"] == pytest.approx(0.7) and row["std"] == pytest.approx(0.2)
     assert row["blind_mean"] == pytest.approx(1 / 3) and row["worlds"] == [91, 92, 91]
     assert "**70.0% ± 20.0%**" in seeds.markdown([row])
+    assert "**50.0%** | 50% (40%-60%) |" in seeds.markdown(seeds.summarise(seeds.load(dirs[:1])))  # no sd of one
+    family_row = dict(row, family="collision")
+    assert seeds.markdown([family_row]).splitlines()[2].startswith("| in-distribution | `collision` | state | 91/92/91 |")
     assert seeds.main([str(d) for d in dirs] + [str(tmp_path / "unfinished")]) == 2
 
     # Runs of different configs are refused by the key that differs; the seed and the name may differ.

@@ -79,15 +79,20 @@ def summarise(evals: list[dict], table: str = "by_split_task") -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    """The rows as the README's table: mean ± sd over seeds, then each run's accuracy with its interval."""
-    lines = ["| split | task type | worlds per run | model: mean ± sd | each run (95% interval) | blind: mean ± sd "
-             "| chance | best constant |", "|---|---|---|---|---|---|---|---|"]
+    """The rows as the README's table: mean ± sd over seeds (no sd from one run), then each run's accuracy with its
+    interval (a family column where the rows are per family)."""
+    per_family = bool(rows) and "family" in rows[0]
+    family = "| family " if per_family else ""
+    lines = [f"| split {family}| task type | worlds per run | model: mean ± sd | each run (95% interval) "
+             "| blind: mean ± sd | chance | best constant |", "|---" * (8 + per_family) + "|"]
     for r in rows:
         split = "in-distribution" if r["split"] == "train" else "out-of-distribution"
+        family = f"| `{r['family']}` " if per_family else ""
         runs = ", ".join(f"{a:.0%} ({lo:.0%}-{hi:.0%})" for a, (lo, hi) in zip(r["accuracy"], r["intervals"]))
         worlds = "/".join(str(w) for w in r["worlds"])
-        lines.append(f"| {split} | {r['task']} | {worlds} | **{r['mean']:.1%} ± {r['std']:.1%}** | {runs} | "
-                     f"{r['blind_mean']:.1%} ± {r['blind_std']:.1%} | {r['chance']:.1%} | {r['best_constant']:.1%} |")
+        sd, blind_sd = (f" ± {r['std']:.1%}", f" ± {r['blind_std']:.1%}") if r["runs"] > 1 else ("", "")
+        lines.append(f"| {split} {family}| {r['task']} | {worlds} | **{r['mean']:.1%}{sd}** | {runs} | "
+                     f"{r['blind_mean']:.1%}{blind_sd} | {r['chance']:.1%} | {r['best_constant']:.1%} |")
     return "\n".join(lines)
 
 
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m physsim.train.seeds: error: {e}", file=sys.stderr)
         return 2
     rows = summarise(evals, args.table)
-    print(markdown(rows) if args.table == "by_split_task" else json.dumps(rows, indent=1))
+    print(markdown(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"runs": [str(r) for r in args.runs], "rows": rows}, indent=2))
