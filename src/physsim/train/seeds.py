@@ -82,8 +82,8 @@ def markdown(rows: list[dict]) -> str:
     """The rows as the README's table: mean ± sd over seeds (no sd from one run), then each run's accuracy with its
     interval (a family column where the rows are per family)."""
     per_family = bool(rows) and "family" in rows[0]
-    family = "| family " if per_family else ""
-    lines = [f"| split {family}| task type | worlds per run | model: mean ± sd | each run (95% interval) "
+    family_column = "| family " if per_family else ""
+    lines = [f"| split {family_column}| task type | worlds per run | model: mean ± sd | each run (95% interval) "
              "| blind: mean ± sd | chance | best constant |", "|---" * (8 + per_family) + "|"]
     for r in rows:
         split = "in-distribution" if r["split"] == "train" else "out-of-distribution"
