@@ -168,6 +168,54 @@ def test_a_runs_draws_stay_balanced_at_the_world_counts_of_the_shipped_configs(f
         assert any(r["kind"] != "number" and r["groups_measured"] for r in rows), (name, family)
 
 
+def test_held_out_suites_never_ask_a_world_the_same_template_twice():
+    """`pick_distinct` (every held-out suite's draw) on synthetic tables of 12 worlds in two visible
+    configurations, asked for more questions than there are (template, world) pairs: each pair it asks is one
+    the tables allow, and none is asked twice. It stops when no
+    configuration holds all of a template's answers among the worlds not yet asked, so fewer pairs than exist
+    are asked, but more than one per template: a picker that forgot which worlds it asked repeats pairs."""
+    spec = episode.BatchSpec("collision", n_worlds=12, n_questions=12).resolved()
+    templates = spec.templates()
+    n_t, b, c = len(templates), 12, max(t.n_classes for t in templates)
+    rng = np.random.default_rng(0)
+    n_classes = np.asarray([t.n_classes for t in templates])
+    classes = np.stack([rng.integers(0, n, b) for n in n_classes])
+    classes[n_classes == 1] = 0
+    valid = rng.random((n_t, b)) < 0.8
+    allowed = np.broadcast_to(np.arange(c) < n_classes[:, None, None], (n_t, b, c)).copy()
+    tables = {"valid": valid, "classes": classes, "allowed": allowed, "config": np.arange(b) % 2,
+              "per_config": np.asarray([not t.reads_configuration for t in templates])}
+    picks = episode.pick_distinct(np.random.default_rng(1), spec, tables, n_questions=n_t * b + 5)
+    asked = [(int(t), int(w)) for t, w, v in zip(picks["template"], picks["world"], picks["valid"]) if v]
+    assert len(asked) == len(set(asked)), "a (template, world) pair asked twice"
+    assert all(valid[t, w] for t, w in asked)
+    assert len(asked) > n_t and not picks["valid"][-5:].any()
+
+
+@pytest.mark.batch_of("projectile")
+def test_a_slot_whose_template_cannot_be_asked_falls_back_and_is_counted(measured):
+    """The jitted picker on a measured batch whose one fact is made unaskable: the slots that drew a template
+    reading it go to templates that can be asked, are marked `fallback` (what the trainer sums into its
+    `fallback_questions` metrics), and are as many as those templates' share of the weights says."""
+    import dataclasses
+
+    spec, m = measured("projectile")
+    spec = dataclasses.replace(spec, n_questions=1024)
+    templates = spec.templates()
+    gone = templates[0].fact
+    lost = {i for i, t in enumerate(templates) if t.fact == gone}
+    fact = m.facts[gone]
+    m = m.replace(facts={**m.facts, gone: fact.replace(valid=jnp.zeros_like(fact.valid))})
+    picked = jax.device_get(jax.jit(episode.pick_questions, static_argnums=(1, 3))(
+        jax.random.key(0), spec, m, episode.default_tokenizer()))
+    asked = picked["template"][picked["valid"]]
+    assert asked.size and not set(asked.tolist()) & lost
+    share = sum(spec.template_weights()[i] for i in lost)
+    n = spec.n_questions
+    assert abs(picked["fallback"].sum() - share * n) <= 4 * math.sqrt(n * share * (1 - share)) + 1, \
+        (picked["fallback"].sum(), share * n)
+
+
 def _synthetic(values, shadow_values, valid=True, classes=None):
     b = len(values)
     fact = lambda v: Fact(value=jnp.asarray(v, jnp.float32), valid=jnp.full(b, valid),  # noqa: E731

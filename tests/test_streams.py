@@ -9,7 +9,7 @@ from physsim import streams
 from physsim.data import generate
 from physsim.sim.params import SPLITS
 from physsim.train import config as config_lib
-from physsim.train import data
+from physsim.train import data, evaluate
 
 from helpers import ROOT
 
@@ -33,8 +33,10 @@ def derived_keys(config) -> dict[str, np.ndarray]:
     if config.data.replay:
         replay = jax.vmap(lambda k: jax.vmap(lambda s: streams.replay(k, s))(shard_ids))(steps)
         keys["replay"] = jax.random.key_data(replay).reshape(-1, 2)
-    suites = [streams.suite(seed, f, SPLITS.index(split)) for f in families for split in config.eval.splits]
+    suites = [evaluate.suite_key(seed, f, split) for f in families for split in SPLITS]
     keys["suites"] = np.stack([jax.random.key_data(k) for k in suites])
+    validation = [evaluate.suite_key(seed, f, split, "validation") for f in families for split in SPLITS]
+    keys["validation suites"] = np.stack([jax.random.key_data(k) for k in validation])
     exports = [generate.batch_key(seed, split, f, b) for split in generate.SPLITS for f in families for b in range(4)]
     keys["export"] = np.stack([jax.random.key_data(k) for k in exports])
     audits = [streams.audit(seed, f, i, b) for f in families for i in range(len(SPLITS)) for b in range(4)]
@@ -80,3 +82,12 @@ def test_the_old_replay_derivation_is_caught(monkeypatch):
     monkeypatch.setattr(streams, "replay", lambda step_key, s: jax.random.fold_in(jax.random.fold_in(step_key, 1), s))
     config = config_lib.replace(config_lib.load(ROOT / "experiments" / "tiny.py"), {"data.shards": 2})
     assert any(c == "scenes and replay" for c in shared(derived_keys(config)))
+
+
+def test_every_registered_family_has_its_own_number_in_the_named_streams():
+    """The suite, validation, audit and settings streams fold a family in by its name's first 4 bytes: two
+    families sharing them would share their worlds."""
+    from physsim import scenarios
+
+    ids = [streams._name_id(name) for name in scenarios.names()]
+    assert len(set(ids)) == len(ids), dict(zip(scenarios.names(), ids))

@@ -77,6 +77,12 @@ def test_impossible_data_configs_name_the_problem(tmp_path):
         data.check(config_lib.replace(config, {"train.fsdp": 3}), n_devices=4)
     with pytest.raises(ConfigError, match="data.replay=6 must be a multiple of the 4 fresh questions"):
         data.check(config_lib.replace(config, {"data.replay": 6}), n_devices=1)
+    with pytest.raises(ConfigError, match="unknown eval.suites 'valid'; did you mean 'validation'"):
+        data.check(config_lib.replace(config, {"eval.suites": "valid"}), n_devices=1)
+    with pytest.raises(ConfigError, match="validation suites are of the training ranges only"):
+        data.check(config_lib.replace(config, {"eval.suites": "validation", "eval.splits": ("train", "ood")}),
+                   n_devices=1)
+    data.check(config_lib.replace(config, {"eval.suites": "validation", "eval.splits": ("train",)}), n_devices=1)
 
 
 # ---------------------------------------------------------------- the step
@@ -133,7 +139,11 @@ def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
     assert rows and {r["task"] for r in rows} <= asked and all("blind_accuracy" in r for r in rows)
     for r in rows:  # each accuracy with its interval and the distinct worlds behind it
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and 1 <= r["worlds"] <= r["questions"]
+    assert report["by_template"] and all(r["worlds"] == r["questions"] for r in report["by_template"])
+    assert report["suites"] == "test"
     assert sorted(losses(result.run_dir)) == list(range(1, 17))
+    # Slots that fell back to another template are counted every step, in all and per family.
+    assert all({"fallback_questions", "fallback_questions/projectile"} <= set(e) for e in losses(result.run_dir).values())
     # A checkpoint every 2 steps, the 3 latest kept.
     assert sorted(int(p.name) for p in (result.run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [12, 14, 16]
 
@@ -187,7 +197,7 @@ def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
     pipeline receives them, this fails if a stream is derived from another's (checked by deriving the
     suite key from the training stream: the sets then meet)."""
     config = config_lib.load(ROOT / "experiments" / "tiny.py")
-    seen = {"train": set(), "suite": set()}
+    seen = {"train": set(), "suite": set(), "validation": set()}
     where = ["train"]
     shapes = {}
 
@@ -214,10 +224,14 @@ def test_held_out_suites_use_keys_training_never_draws(monkeypatch):
             data.global_batch(jax.random.fold_in(run_key, s), config, None)
         where[0] = "suite"
         evaluate.make_suites(config)
+        where[0] = "validation"
+        evaluate.make_suites(config_lib.replace(config, {"eval.suites": "validation", "eval.splits": ("train",)}))
     n_families = len(config.data.families)
     assert len(seen["train"]) == 50 * config.data.shards * n_families
     assert len(seen["suite"]) == n_families * len(config.eval.splits)
+    assert len(seen["validation"]) == n_families
     assert not seen["train"] & seen["suite"]
+    assert not seen["validation"] & (seen["train"] | seen["suite"])  # tuning never sees a held-out world's key
 
 
 def test_summary_reports_accuracy_intervals_worlds_blind_baseline_chance_and_best_constant_per_task():

@@ -3,9 +3,11 @@
     key(seed) ─┬─ TRAIN  ─ step ─┬─ SCENES ─ shard ─ family   simulation, questions, rendering of a step
                │                 └─ REPLAY ─ shard            the step's draws from the replay ring
                ├─ EVAL   ─ family ─ split                     held-out suites (train.evaluate)
+               ├─ VALIDATION ─ family ─ split                 validation suites, for tuning a config
                ├─ EXPORT ─ split ─ family ─ batch             frozen sets (physsim.data)
                ├─ AUDIT  ─ family ─ split ─ batch             the label audit (physsim.audit)
                └─ SETTINGS ─ family ─ split ─ batch           the physics settings search (physsim.settings)
+    key(seed) itself: the model's initialisation (`nnx.Rngs(seed)`, train.step), kept as it was
 
 Two keys are the same only if their paths are: every use has its own path, so no
 two uses ever draw the same numbers. (Before this module the replay draw of shard
@@ -13,6 +15,18 @@ two uses ever draw the same numbers. (Before this module the replay draw of shar
 `tests/test_streams.py` derives every key a config uses and checks they differ.
 The evaluation, export and audit paths are the ones they had before, so recorded
 suites, exports and audits keep their worlds.
+
+Validation suites (`eval.suites="validation"`) are drawn like the held-out
+suites but from their own stream, in-distribution only: a config is tuned on
+them, never on the held-out suites a run reports.
+
+One path is shared, knowingly: the model's initialisation predates this module
+and uses `nnx.Rngs(seed)`, which draws parameter k from `fold_in(key(seed), k)`,
+so its first parameters are drawn from the roots above (TRAIN, EVAL, ...). The
+roots themselves are only ever folded further, never drawn from, so no draw of
+the trainer equals a draw of the initialisation; moving the initialisation to a
+path of its own would change every recorded run's initial weights, and is left
+for the next rerun of the learning tables.
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ import zlib
 
 import jax
 
-TRAIN, EVAL, EXPORT, AUDIT, SETTINGS = 0, 1, 2, 3, 4  # the streams of a seed
+TRAIN, EVAL, EXPORT, AUDIT, SETTINGS, VALIDATION = 0, 1, 2, 3, 4, 5  # the streams of a seed
 SCENES, REPLAY = 0, 1  # the sub-streams of a training step
 
 
@@ -57,6 +71,12 @@ def replay(step_key: jax.Array, shard_index: jax.Array | int) -> jax.Array:
 def suite(seed: int, family_name: str, split_index: int) -> jax.Array:
     """A held-out suite's key."""
     stream = jax.random.fold_in(jax.random.key(seed), EVAL)
+    return jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
+
+
+def validation(seed: int, family_name: str, split_index: int) -> jax.Array:
+    """A validation suite's key: as `suite`, from the VALIDATION stream (worlds no held-out suite holds)."""
+    stream = jax.random.fold_in(jax.random.key(seed), VALIDATION)
     return jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
 
 

@@ -86,6 +86,9 @@ class EvalConfig:
     questions: int = 64  # per family and split; the held-out suite is simulated once per run
     questions_per_world: int = 1  # the suite simulates questions / questions_per_world worlds
     splits: tuple[str, ...] = ("train", "ood")  # parameter ranges: in-distribution and out-of-distribution
+    # "test": the held-out suites a run reports. "validation": suites of the training ranges from a stream of
+    # their own (physsim.streams), for tuning a config without looking at the held-out suites (splits ("train",)).
+    suites: str = "test"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,6 +32,7 @@ from physsim.train import config as config_lib
 from physsim.train.config import Config, ConfigError, DataConfig
 
 BATCH_AXES = ("data", "fsdp")  # the batch is split over every device of the mesh
+EVAL_SUITES = ("test", "validation")  # eval.suites: the held-out suites, or the validation suites (for tuning)
 
 
 @struct.dataclass
@@ -134,6 +135,12 @@ def check(config: Config, n_devices: int) -> None:
     for split in config.eval.splits:
         if split not in params_lib.SPLITS:
             raise _names.unknown("split", split, params_lib.SPLITS, ConfigError)
+    if config.eval.suites not in EVAL_SUITES:
+        raise _names.unknown("eval.suites", config.eval.suites, EVAL_SUITES, ConfigError)
+    if config.eval.suites == "validation" and tuple(config.eval.splits) != ("train",):
+        raise ConfigError(f"eval.suites='validation' with eval.splits={tuple(config.eval.splits)}: validation suites "
+                          f"are of the training ranges only (eval.splits=('train',)); the out-of-distribution ranges "
+                          f"are held out, not tuned on")
     fresh = sum(s.n_questions for s in checked_specs(config))
     if data.replay:
         if data.replay < fresh or data.replay % fresh:

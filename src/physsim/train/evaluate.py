@@ -2,7 +2,9 @@
 
 Suites are simulated when the first evaluation is due, from the evaluation
 stream of the run's seed (`streams.suite`), which training never draws from,
-so held-out scenes are disjoint from training scenes by construction. Each
+so held-out scenes are disjoint from training scenes by construction
+(`eval.suites="validation"`: suites of the training ranges from the validation
+stream instead, for tuning a config without the held-out suites). Each
 suite is one family in one parameter split: `train` (in-distribution ranges)
 or `ood` (held-out ranges: other gravities, masses, frictions, speeds; see
 each family's declarations). Its questions are drawn as training draws them,
@@ -54,9 +56,11 @@ class Suite:
     world: np.ndarray  # (Q,) the simulated world each question is about (distinct within a template)
 
 
-def suite_key(seed: int, family: str, split: str) -> jax.Array:
-    """A suite's key: the evaluation stream of the seed, then the family's name and the split."""
-    return streams.suite(seed, family, SPLITS.index(split))
+def suite_key(seed: int, family: str, split: str, suites: str = "test") -> jax.Array:
+    """A suite's key: the evaluation stream of the seed (or, for `suites="validation"`, the validation stream),
+    then the family's name and the split."""
+    stream = {"test": streams.suite, "validation": streams.validation}[suites]
+    return stream(seed, family, SPLITS.index(split))
 
 
 def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]]:
@@ -66,7 +70,7 @@ def suite_specs(config: Config) -> list[tuple[int, jax.Array, episode.BatchSpec]
     data, cfg = config.data, config.model
     worlds = max(1, config.eval.questions // config.eval.questions_per_world)
     tuned = config_lib.family_configs(data)
-    return [(index, suite_key(config.train.seed, family, split),
+    return [(index, suite_key(config.train.seed, family, split, config.eval.suites),
              episode.BatchSpec(family, family_config=tuned.get(family), split=split, n_worlds=worlds, n_questions=config.eval.questions,
                                frame_stride=data.frame_stride, width=cfg.width, height=cfg.height,
                                horizons=data.horizons, camera_jitter=data.camera_jitter).resolved())
@@ -84,7 +88,7 @@ def make_suites(config: Config, log=None) -> list[Suite]:
         jax.block_until_ready(batch.video)
         suites.append(Suite(family=spec.family, split=spec.split, spec=spec, batch=batch, world=world))
         if log:
-            log(f"held-out suite {i}/{len(specs)}: {spec.family} {spec.split}, {spec.n_worlds} worlds simulated "
+            log(f"{'held-out' if config.eval.suites == 'test' else 'validation'} suite {i}/{len(specs)}: {spec.family} {spec.split}, {spec.n_worlds} worlds simulated "
                 f"({time.perf_counter() - t0:.0f} s)")
     return suites
 

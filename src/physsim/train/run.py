@@ -236,17 +236,18 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     # Simulated when the first evaluation is due, not before: a start that stops before it (an interruption,
     # a fault) never pays for them. The suites come from their own stream, so when they are made changes nothing.
     suites: list = []
+    suite_kind = "held-out" if config.eval.suites == "test" else "validation"
 
     def run_eval(step: int) -> dict:
         if not suites:
             t0 = time.perf_counter()
-            console.print(f"step {step}: simulating the held-out suites (once per run)")
+            console.print(f"step {step}: simulating the {suite_kind} suites (once per run)")
             suites.extend(eval_lib.make_suites(config, log=console.print))
-            console.print(f"held-out suites: {len(suites)} x {config.eval.questions} questions simulated in "
+            console.print(f"{suite_kind} suites: {len(suites)} x {config.eval.questions} questions simulated in "
                           f"{time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
         summary = eval_lib.evaluate(graphdef, state.params, state.blind_params, suites, tokenizer)
-        console.print(f"step {step}: evaluated on {len(suites)} held-out suite(s) in {time.perf_counter() - t0:.0f} s")
+        console.print(f"step {step}: evaluated on {len(suites)} {suite_kind} suite(s) in {time.perf_counter() - t0:.0f} s")
         if lead:
             log.write({"step": step, "kind": "eval", **summary})
             if writer:
@@ -318,7 +319,8 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
         manager.close()
     if lead and not stopped:
         (run_dir / "eval.json").write_text(json.dumps({
-            "run": config.run.name, "step": step, "device": jax.devices()[0].device_kind, "devices": n_devices,
+            "run": config.run.name, "step": step, "suites": config.eval.suites,
+            "device": jax.devices()[0].device_kind, "devices": n_devices,
             "fresh_questions_per_step": per_step, "trained_questions_per_step": trained,
             "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
         logs.plot_curves(log.entries(), run_dir / "curves.png")
