@@ -141,6 +141,7 @@ def test_a_run_writes_metrics_eval_curves_and_checkpoints(uninterrupted):
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and 1 <= r["worlds"] <= r["questions"]
     assert report["by_template"] and all(r["worlds"] == r["questions"] for r in report["by_template"])
     assert report["suites"] == "test"
+    assert report["commit"] == run.source_commit()  # the code behind the run (None outside a git checkout)
     assert sorted(losses(result.run_dir)) == list(range(1, 17))
     # Slots that fell back to another template are counted every step, in all and per family.
     assert all({"fallback_questions", "fallback_questions/projectile"} <= set(e) for e in losses(result.run_dir).values())

@@ -60,6 +60,19 @@ class TrainingFault(RuntimeError):
 
 
 # ---------------------------------------------------------------- faults
+def source_commit() -> str | None:
+    """The git commit of the physsim source this run trains with (`<hash>-dirty` when it has uncommitted
+    changes), so a recorded run names the code behind it; None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
+
+
 def _describe(params: dict) -> str:
     def fmt(v):
         v = np.asarray(v)
@@ -319,7 +332,7 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
         manager.close()
     if lead and not stopped:
         (run_dir / "eval.json").write_text(json.dumps({
-            "run": config.run.name, "step": step, "suites": config.eval.suites,
+            "run": config.run.name, "step": step, "suites": config.eval.suites, "commit": source_commit(),
             "device": jax.devices()[0].device_kind, "devices": n_devices,
             "fresh_questions_per_step": per_step, "trained_questions_per_step": trained,
             "blind_baseline": config.train.blind_baseline, **summary}, indent=2))
