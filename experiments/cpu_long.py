@@ -1,8 +1,9 @@
 """A longer CPU run (2 hours or more on 2 cores): the tiny model on five families, every task type.
 
-Measured on 2026-12-07 (seed 0, after the label fixes and the per-family physics settings): 2 h 10 min on 2
-cores, 0.06 steps/s, the held-out suites simulated once (15 min, beside other jobs) and each evaluation then
-~20 s; the "45 minutes" it once took predates the shadow worlds and the balanced draws.
+Measured on 2026-12-07 (seeds 0, 1, 2, after the label fixes and the per-family physics settings): 2 h 10 min,
+1 h 53 min and 2 h 9 min on 2 cores, each shared with other jobs for part of it, 0.06-0.08 steps/s, the held-out
+suites simulated once (~15 min) and each evaluation then ~20 s; the "45 minutes" it once took predates the shadow
+worlds and the balanced draws.
 
 Adds ramp (rolls / slides / stays, speeds) and chain (the only family with
 causal questions: did the red ball make the blue one move?) to tiny.py's
