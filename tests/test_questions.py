@@ -1,5 +1,6 @@
 """Questions: the label contract (audit, knife-edge worlds, windows, horizons), balance, tokens, answers."""
 
+import dataclasses
 import math
 
 import jax
@@ -207,8 +208,6 @@ def test_a_slot_whose_template_cannot_be_asked_falls_back_and_is_counted(measure
     """The jitted picker on a measured batch whose one fact is made unaskable: the slots that drew a template
     reading it go to templates that can be asked, are marked `fallback` (what the trainer sums into its
     `fallback_questions` metrics), and are as many as those templates' share of the weights says."""
-    import dataclasses
-
     spec, m = measured("projectile")
     spec = dataclasses.replace(spec, n_questions=1024)
     templates = spec.templates()

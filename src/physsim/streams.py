@@ -70,14 +70,12 @@ def replay(step_key: jax.Array, shard_index: jax.Array | int) -> jax.Array:
 
 def suite(seed: int, family_name: str, split_index: int) -> jax.Array:
     """A held-out suite's key."""
-    stream = jax.random.fold_in(jax.random.key(seed), EVAL)
-    return jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
+    return _family_split(EVAL, seed, family_name, split_index)
 
 
 def validation(seed: int, family_name: str, split_index: int) -> jax.Array:
     """A validation suite's key: as `suite`, from the VALIDATION stream (worlds no held-out suite holds)."""
-    stream = jax.random.fold_in(jax.random.key(seed), VALIDATION)
-    return jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
+    return _family_split(VALIDATION, seed, family_name, split_index)
 
 
 def export(seed: int, split_index: int, family_name: str, batch: int) -> jax.Array:
@@ -96,7 +94,10 @@ def settings(seed: int, family_name: str, split_index: int, batch: int) -> jax.A
     return _worlds(SETTINGS, seed, family_name, split_index, batch)
 
 
-def _worlds(stream_id: int, seed: int, family_name: str, split_index: int, batch: int) -> jax.Array:
+def _family_split(stream_id: int, seed: int, family_name: str, split_index: int) -> jax.Array:
     stream = jax.random.fold_in(jax.random.key(seed), stream_id)
-    key = jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
-    return jax.random.fold_in(key, batch)
+    return jax.random.fold_in(jax.random.fold_in(stream, _name_id(family_name)), split_index)
+
+
+def _worlds(stream_id: int, seed: int, family_name: str, split_index: int, batch: int) -> jax.Array:
+    return jax.random.fold_in(_family_split(stream_id, seed, family_name, split_index), batch)

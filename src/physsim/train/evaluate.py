@@ -56,6 +56,11 @@ class Suite:
     world: np.ndarray  # (Q,) the simulated world each question is about (distinct within a template)
 
 
+def suite_kind(config: Config) -> str:
+    """How the log names the config's suites: "held-out" (eval.suites="test") or "validation"."""
+    return "held-out" if config.eval.suites == "test" else "validation"
+
+
 def suite_key(seed: int, family: str, split: str, suites: str = "test") -> jax.Array:
     """A suite's key: the evaluation stream of the seed (or, for `suites="validation"`, the validation stream),
     then the family's name and the split."""
@@ -88,8 +93,8 @@ def make_suites(config: Config, log=None) -> list[Suite]:
         jax.block_until_ready(batch.video)
         suites.append(Suite(family=spec.family, split=spec.split, spec=spec, batch=batch, world=world))
         if log:
-            log(f"{'held-out' if config.eval.suites == 'test' else 'validation'} suite {i}/{len(specs)}: {spec.family} {spec.split}, {spec.n_worlds} worlds simulated "
-                f"({time.perf_counter() - t0:.0f} s)")
+            log(f"{suite_kind(config)} suite {i}/{len(specs)}: {spec.family} {spec.split}, {spec.n_worlds} worlds "
+                f"simulated ({time.perf_counter() - t0:.0f} s)")
     return suites
 
 

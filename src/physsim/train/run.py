@@ -249,7 +249,7 @@ def train(config: Config, *, resume: bool = True, stop_at: int | None = None) ->
     # Simulated when the first evaluation is due, not before: a start that stops before it (an interruption,
     # a fault) never pays for them. The suites come from their own stream, so when they are made changes nothing.
     suites: list = []
-    suite_kind = "held-out" if config.eval.suites == "test" else "validation"
+    suite_kind = eval_lib.suite_kind(config)
 
     def run_eval(step: int) -> dict:
         if not suites:
